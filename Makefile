@@ -16,7 +16,7 @@ GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 CFLAGS   ?= $(OPT) $(ARCH) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PKG_CFLAGS) \
-            -DAUTOINTERP_VERSION='"$(VERSION)"' -DAUTOINTERP_COMMIT='"$(GIT_COMMIT)"'
+            -DAUTOINTERP_VERSION='"$(VERSION)"'
 LDLIBS   += $(PKG_LIBS)
 
 BUILD    ?= build
@@ -37,6 +37,14 @@ all: $(BIN)
 $(BIN): $(BUILD)/src/main.o $(BUILD)/libautointerp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Only main.o carries the commit id, and it is rebuilt when the commit changes.
+$(BUILD)/src/main.o: CFLAGS += -DAUTOINTERP_COMMIT='"$(GIT_COMMIT)"'
+$(BUILD)/src/main.o: $(BUILD)/commit.stamp
+$(BUILD)/commit.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GIT_COMMIT)' | cmp -s - $@ || echo '$(GIT_COMMIT)' > $@
+FORCE:
 
 $(BUILD)/libautointerp.a: $(LIB_OBJ)
 	@rm -f $@
