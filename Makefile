@@ -15,7 +15,7 @@ VERSION  := 0.1.0
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 CFLAGS   ?= $(OPT) $(ARCH) -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc $(PKG_CFLAGS) \
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -Isrc $(PKG_CFLAGS) \
             -DAUTOINTERP_VERSION='"$(VERSION)"'
 LDLIBS   += $(PKG_LIBS)
 
