@@ -47,6 +47,13 @@ const struct st_tensor *st_find(const struct st_file *f, const char *name);
 int64_t st_numel(const struct st_tensor *t);
 const char *st_dtype_name(enum st_dtype d);
 
+/* Added by the io area: raw access and helpers. */
+size_t st_dtype_size(enum st_dtype d); /* bytes per element */
+const void *st_tensor_data(const struct st_file *f, const struct st_tensor *t); /* in the map */
+const char *st_meta(const struct st_file *f, const char *key); /* NULL when absent */
+float st_f16_to_f32(uint16_t h); /* exact, incl. subnormals, inf, nan */
+float st_bf16_to_f32(uint16_t h);
+
 /* Convert a float tensor (F32/F16/BF16/F64) into out[numel]. */
 int st_read_f32(const struct st_file *f, const struct st_tensor *t, float *out);
 

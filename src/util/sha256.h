@@ -16,10 +16,10 @@
 #define SHA256_HEX_CHARS 65 /* 64 hex digits + NUL */
 
 struct sha256_ctx {
-    uint32_t h[8];       /* chaining state */
-    uint64_t n_bytes;    /* total message length so far */
+    uint32_t h[8];    /* chaining state */
+    uint64_t n_bytes; /* total message length so far */
     unsigned char block[64];
-    size_t n_block;      /* bytes waiting in block[] */
+    size_t n_block; /* bytes waiting in block[] */
 };
 
 void sha256_init(struct sha256_ctx *c);

@@ -33,7 +33,8 @@ static void test_fips_180_vectors(void **state) {
     memset(a, 'a', sizeof a);
     struct sha256_ctx c;
     sha256_init(&c);
-    for (int i = 0; i < 1000; i++) sha256_update(&c, a, sizeof a);
+    for (int i = 0; i < 1000; i++)
+        sha256_update(&c, a, sizeof a);
     uint8_t d[SHA256_DIGEST_BYTES];
     sha256_final(&c, d);
     sha256_to_hex(d, hex);
@@ -52,7 +53,8 @@ static const size_t lengths[] = {0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 128,
 
 static unsigned char *random_bytes(size_t n, uint64_t seed) {
     unsigned char *p = malloc(n ? n : 1);
-    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(rng_next(&seed) >> 56);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(rng_next(&seed) >> 56);
     return p;
 }
 
