@@ -30,6 +30,11 @@
  *
  * Backward needs the activations saved by a forward over the same acts with
  * save_for_backward set at lm_acts_new. All matrix products go through OpenBLAS.
+ *
+ * param_grads (GPT-2 only) is a float buffer laid out exactly like the model's
+ * parameter buffer (src/model/gpt2.h: gpt2_n_params floats); every backward
+ * function ADDS its parameter gradients into it, so zero it before a step.
+ * ln_f's own parameters get theirs from lm_final_norm_backward_grads.
  */
 #ifndef AUTOINTERP_MODEL_LM_H
 #define AUTOINTERP_MODEL_LM_H
@@ -64,6 +69,7 @@ struct lm {
 struct lm_acts {
     int B, T;
     bool save_for_backward;
+    enum lm_arch arch;     /* set by lm_acts_new; tells lm_acts_free whose priv it is */
     const int32_t *tokens; /* the caller's (B,T) ids, kept for embed backward */
     float **resid;
     float *lnf;
@@ -90,6 +96,10 @@ int lm_unembed_backward(const struct lm *lm, const float *x, const float *dlogit
                         float *dx, void *param_grads);
 int lm_final_norm_backward(const struct lm *lm, struct lm_acts *acts, const float *d_lnf,
                            float *d_resid);
+/* As lm_final_norm_backward, also adding ln_f's weight and bias gradients into
+ * param_grads (NULL: none; non-NULL is GPT-2 only). */
+int lm_final_norm_backward_grads(const struct lm *lm, struct lm_acts *acts, const float *d_lnf,
+                                 float *d_resid, void *param_grads);
 int lm_blocks_backward(const struct lm *lm, struct lm_acts *acts, int from, int to,
                        float *d_resid, float *const *d_extra, void *param_grads);
 int lm_embed_backward(const struct lm *lm, struct lm_acts *acts, const float *d_resid0,
@@ -100,8 +110,13 @@ int lm_embed_backward(const struct lm *lm, struct lm_acts *acts, const float *d_
 int lm_batch_ce(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens, double *ce_sum,
                 int64_t *n_predicted);
 
-/* Hook names: "blocks.L.hook_resid_pre" (0 <= L < n_layer) or
- * "blocks.{n_layer-1}.hook_resid_post"; returns the resid index or -1 (error set). */
+/* log Σ_i exp(x[i]) over n values: vectorised float exponentials (relative error
+ * about 1e-7 each), summed per block in double. For CE and KL over a vocabulary. */
+double lm_logsumexp(const float *x, int n);
+
+/* Hook names: "blocks.L.hook_resid_pre" (resid index L) or "blocks.L.hook_resid_post"
+ * (index L+1; blocks.{n_layer-1}.hook_resid_post is the last), 0 <= L < n_layer;
+ * returns the resid index or -1 (error set). */
 int lm_hook_index(const struct lm *lm, const char *hook_name);
 
 #endif

@@ -1,0 +1,983 @@
+/* gpt2.c: GPT-2 forward and backward passes, loading and saving (see gpt2.h).
+ *
+ * The maths, per block l (pre-LN), for activations x of shape (B,T,C):
+ *     h   = x + attn(ln_1(x))       attn: causal, softmax(q kᵀ / sqrt(hs)) v per head
+ *     x'  = h + mlp(ln_2(h))        mlp: c_proj(gelu_tanh(c_fc(.)))
+ * then ln_f and logits = ln_f(x) · wteᵀ. Every matrix product is one
+ * cblas_sgemm; attention runs per (batch, head) as sgemms over blocks of query
+ * rows so that the upper (masked) triangle of the score matrix is mostly never
+ * computed. Elementwise loops are written so that gcc vectorises them (the
+ * exponential is our own polynomial, since libm's expf/tanhf do not vectorise
+ * without -ffast-math), and reductions use 8-lane vector accumulators so that
+ * their order, hence every result, is fixed and reproducible.
+ *
+ * Memory: the forward pass keeps, per layer, what its backward needs (when the
+ * activations were made with save_for_backward) and otherwise reuses one set of
+ * per-layer buffers. The attention probabilities are NOT stored: only the
+ * log-sum-exp of each score row (B,NH,T), and backward recomputes the scores.
+ * That costs one extra q·kᵀ per head in backward but keeps memory linear in T,
+ * which is what lets e2e SAE training run GPT-2 small at T = 1024.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
+#include "model/gpt2.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/atomic.h"
+#include "io/safetensors.h"
+#include "util/error.h"
+
+/* ---------------------------------------------------------------------------
+ * Vector helpers: fixed-order 8-lane reductions and a vectorisable exp.
+ */
+static float vsum(const float *x, int n) {
+    v8f a = {0}, b = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a += v8_load(x + i);
+        b += v8_load(x + i + 8);
+    }
+    for (; i + 8 <= n; i += 8) a += v8_load(x + i);
+    float s = v8_hsum(a + b);
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+static float vdot(const float *x, const float *y, int n) {
+    v8f a = {0}, b = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a += v8_load(x + i) * v8_load(y + i);
+        b += v8_load(x + i + 8) * v8_load(y + i + 8);
+    }
+    for (; i + 8 <= n; i += 8) a += v8_load(x + i) * v8_load(y + i);
+    float s = v8_hsum(a + b);
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static float vmax(const float *x, int n) {
+    float m = -INFINITY;
+    int i = 0;
+    if (n >= 8) {
+        v8f a = v8_load(x);
+        for (i = 8; i + 8 <= n; i += 8) {
+            v8f v = v8_load(x + i);
+            a = v8_max(a, v);
+        }
+        for (int k = 0; k < 8; k++) m = a[k] > m ? a[k] : m;
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* ---------------------------------------------------------------------------
+ * Layers. Shapes use N = rows (B*T), C = channels.
+ */
+
+// out, inp are (N,C); mean, rstd are (N); weight, bias are (C)
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, float eps) {
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float m = vsum(x, C) / C;
+        for (int j = 0; j < C; j++) o[j] = x[j] - m; /* centred, reused below */
+        float v = vdot(o, o, C) / C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int j = 0; j < C; j++) o[j] = o[j] * s * weight[j] + bias[j];
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = s;
+    }
+}
+
+// dinp (N,C) += d LN / d inp · dout; dweight, dbias (C) += (NULL: skipped).
+// scratch holds C floats.
+static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C, float *scratch) {
+    float *dnorm = scratch;
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        float m = mean[i], s = rstd[i];
+        for (int j = 0; j < C; j++) dnorm[j] = dy[j] * weight[j];
+        float dnorm_mean = vsum(dnorm, C) / C;
+        /* mean of dnorm·norm, with norm = (x - m)·s */
+        float dn_norm = (vdot(dnorm, x, C) - m * vsum(dnorm, C)) * s / C;
+        for (int j = 0; j < C; j++) {
+            float norm = (x[j] - m) * s;
+            dx[j] += s * (dnorm[j] - dnorm_mean - norm * dn_norm);
+        }
+        if (dweight)
+            for (int j = 0; j < C; j++) dweight[j] += dy[j] * (x[j] - m) * s;
+        if (dbias)
+            for (int j = 0; j < C; j++) dbias[j] += dy[j];
+    }
+}
+
+// out (N,OC) = inp (N,IC) · w (IC,OC) + bias (OC); accumulate: out += instead.
+static void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N,
+                           int IC, int OC, bool accumulate) {
+    if (bias) {
+        for (int i = 0; i < N; i++) {
+            float *o = out + (size_t)i * OC;
+            if (accumulate)
+                for (int j = 0; j < OC; j++) o[j] += bias[j];
+            else
+                memcpy(o, bias, (size_t)OC * sizeof *o);
+        }
+        accumulate = true;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
+                accumulate ? 1.0f : 0.0f, out, OC);
+}
+
+// dinp (N,IC) = dout (N,OC) · wᵀ (overwritten); dw (IC,OC) += inpᵀ · dout;
+// dbias (OC) += column sums of dout. dw == NULL: no parameter gradients.
+static void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int IC, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
+                dinp, IC);
+    if (!dw) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
+                dw, OC);
+    if (dbias)
+        for (int i = 0; i < N; i++) {
+            const float *d = dout + (size_t)i * OC;
+            for (int j = 0; j < OC; j++) dbias[j] += d[j];
+        }
+}
+
+#define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_K 0.044715f
+
+/* tanh(u) = sign(u) (1 - e) / (1 + e) with e = exp(-2|u|) <= 1 (no overflow). */
+static inline v8f tanh8(v8f u) {
+    v8i sign = (v8i)u & (int32_t)0x80000000;
+    v8f a = (v8f)((v8i)u & 0x7fffffff);
+    v8f e = model_expf8(a * -2.0f);
+    v8f th = (1.0f - e) / (1.0f + e);
+    return (v8f)((v8i)th | sign);
+}
+
+// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))) for x = inp[i]
+static inline v8f gelu8(v8f x) {
+    return 0.5f * x * (1.0f + tanh8(GELU_S * (x + GELU_K * x * x * x)));
+}
+
+// gelu'(x) · dy
+static inline v8f gelu_grad8(v8f x, v8f dy) {
+    v8f th = tanh8(GELU_S * (x + GELU_K * x * x * x));
+    v8f du = GELU_S * (1.0f + 3.0f * GELU_K * x * x);
+    return (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du) * dy;
+}
+
+// out, inp are (n)
+static void gelu_forward(float *out, const float *inp, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) v8_store(out + i, gelu8(v8_load(inp + i)));
+    for (; i < n; i++) {
+        v8f x = {inp[i]};
+        out[i] = gelu8(x)[0];
+    }
+}
+
+// dinp (n) = gelu'(inp) · dout (dinp may alias dout)
+static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) v8_store(dinp + i, gelu_grad8(v8_load(inp + i), v8_load(dout + i)));
+    for (; i < n; i++) {
+        v8f x = {inp[i]}, d = {dout[i]};
+        dinp[i] = gelu_grad8(x, d)[0];
+    }
+}
+
+// x[i] = exp(x[i] - shift) for i < n
+static void exp_shifted(float *x, int n, float shift) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) v8_store(x + i, model_expf8(v8_load(x + i) - shift));
+    for (; i < n; i++) x[i] = model_expf(x[i] - shift);
+}
+
+/* Query rows per attention block: scores are computed for keys [0, r1) only. */
+#define ATT_ROWS 64
+
+// In place over row t of the (nr, ld) block att whose first row is query r0:
+// P[t, 0..t] = softmax, P[t, t+1..nk) = 0; lse[t] = log-sum-exp (may be NULL).
+static void causal_softmax_rows(float *att, int ld, int r0, int nr, int nk, float *lse) {
+    for (int i = 0; i < nr; i++) {
+        int t = r0 + i, n = t + 1;
+        float *row = att + (size_t)i * ld;
+        float m = vmax(row, n);
+        exp_shifted(row, n, m);
+        float sum = vsum(row, n);
+        float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) row[j] *= inv;
+        for (int j = n; j < nk; j++) row[j] = 0.0f;
+        if (lse) lse[t] = m + logf(sum);
+    }
+}
+
+// qkv is (T,3C) for one sequence, out is (T,C); head h uses columns h*hs.
+// att is a (T,T) scratch; lse (NH,T) or NULL.
+static void attention_forward(float *out, float *lse, const float *qkv, float *att, int T, int C,
+                              int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
+        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+            float *s = att + (size_t)r0 * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
+                        q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, s, T);
+            causal_softmax_rows(s, T, r0, nr, nk, lse ? lse + (size_t)h * T : NULL);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, 1.0f, s, T, v,
+                        3 * C, 0.0f, out + (size_t)r0 * C + h * hs, C);
+        }
+    }
+}
+
+// One sequence: dqkv (T,3C) = gradient of attention given dout (T,C), the saved
+// qkv and lse (NH,T). att, datt are (T,T) scratch. Scores are recomputed.
+static void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                               float *att, float *datt, int T, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    memset(dqkv, 0, (size_t)T * 3 * C * sizeof *dqkv);
+    for (int h = 0; h < NH; h++) {
+        const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
+        float *dq = dqkv + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+        const float *dy = dout + h * hs;
+        const float *l = lse + (size_t)h * T;
+        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+            float *p = att + (size_t)r0 * T, *dp = datt + (size_t)r0 * T;
+            // P (nr,nk) = exp(scale q kᵀ - lse), zero above the diagonal
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
+                        q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, p, T);
+            for (int i = 0; i < nr; i++) {
+                float *row = p + (size_t)i * T;
+                int n = r0 + i + 1;
+                float li = l[r0 + i];
+                exp_shifted(row, n, li);
+                for (int j = n; j < nk; j++) row[j] = 0.0f;
+            }
+            // dP (nr,nk) = dY · vᵀ;  dV (nk,hs) += Pᵀ · dY
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, 1.0f,
+                        dy + (size_t)r0 * C, C, v, 3 * C, 0.0f, dp, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f, p, T,
+                        dy + (size_t)r0 * C, C, 1.0f, dv, 3 * C);
+            // dS = P ⊙ (dP - rowsum(dP ⊙ P))
+            for (int i = 0; i < nr; i++) {
+                float *prow = p + (size_t)i * T, *drow = dp + (size_t)i * T;
+                float d = vdot(prow, drow, nk);
+                for (int j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - d);
+            }
+            // dQ (nr,hs) = scale dS · k;  dK (nk,hs) += scale dSᵀ · q
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, scale, dp, T, k,
+                        3 * C, 0.0f, dq + (size_t)r0 * 3 * C, 3 * C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, scale, dp, T,
+                        q + (size_t)r0 * 3 * C, 3 * C, 1.0f, dk, 3 * C);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Parameters.
+ */
+static const char *const tensor_labels[GPT2_N_TENSORS] = {
+    "wte",  "wpe", "ln1w", "ln1b",    "qkvw",    "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw",     "lnfb"};
+
+const char *gpt2_tensor_label(int i) {
+    return i >= 0 && i < GPT2_N_TENSORS ? tensor_labels[i] : "?";
+}
+
+bool gpt2_tensor_is_matrix(int i) {
+    return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+}
+
+size_t gpt2_param_sizes(const struct lm_config *cfg, size_t s[GPT2_N_TENSORS]) {
+    size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->d_model;
+    s[0] = (size_t)cfg->vocab_size * C;
+    s[1] = (size_t)cfg->max_seq * C;
+    s[2] = s[3] = L * C;
+    s[4] = L * C * 3 * C;
+    s[5] = L * 3 * C;
+    s[6] = L * C * C;
+    s[7] = L * C;
+    s[8] = s[9] = L * C;
+    s[10] = L * C * 4 * C;
+    s[11] = L * 4 * C;
+    s[12] = L * 4 * C * C;
+    s[13] = L * C;
+    s[14] = s[15] = C;
+    size_t total = 0;
+    for (int i = 0; i < GPT2_N_TENSORS; i++) total += s[i];
+    return total;
+}
+
+void gpt2_point_params(const struct lm_config *cfg, float *mem, struct gpt2_params *p) {
+    size_t s[GPT2_N_TENSORS];
+    gpt2_param_sizes(cfg, s);
+    float **ptrs[GPT2_N_TENSORS] = {&p->wte,      &p->wpe,      &p->ln1w, &p->ln1b,
+                                    &p->qkvw,     &p->qkvb,     &p->attprojw, &p->attprojb,
+                                    &p->ln2w,     &p->ln2b,     &p->fcw,  &p->fcb,
+                                    &p->fcprojw,  &p->fcprojb,  &p->lnfw, &p->lnfb};
+    for (int i = 0; i < GPT2_N_TENSORS; i++) {
+        *ptrs[i] = mem;
+        mem += s[i];
+    }
+}
+
+static int check_config(const struct lm_config *c, const char *where) {
+    if (c->n_layer < 1 || c->n_layer > 1000)
+        return err_set("%s: n_layer must be from 1 to 1000, got %d", where, c->n_layer);
+    if (c->n_head < 1 || c->d_model < 1 || c->d_model % c->n_head != 0)
+        return err_set("%s: n_embd (%d) must be a positive multiple of n_head (%d)", where,
+                       c->d_model, c->n_head);
+    if (c->d_model > 65536) return err_set("%s: n_embd %d is too large", where, c->d_model);
+    if (c->vocab_size < 1 || c->vocab_size > 10000000)
+        return err_set("%s: vocab_size must be from 1 to 10000000, got %d", where, c->vocab_size);
+    if (c->max_seq < 1 || c->max_seq > 1000000)
+        return err_set("%s: n_positions must be from 1 to 1000000, got %d", where, c->max_seq);
+    if (!(c->norm_eps > 0.0f) || !(c->norm_eps < 1.0f))
+        return err_set("%s: layer_norm_epsilon must be in (0, 1), got %g", where,
+                       (double)c->norm_eps);
+    return 0;
+}
+
+int gpt2_new(const struct lm_config *cfg, struct lm *lm) {
+    if (cfg->arch != LM_GPT2) return err_set("gpt2_new: config is not a GPT-2 config");
+    if (check_config(cfg, "gpt2 config") < 0) return -1;
+    struct gpt2 *g = xcalloc(1, sizeof *g);
+    if (!g) return -1;
+    g->n_params = gpt2_param_sizes(cfg, g->sizes);
+    g->memory = xcalloc(g->n_params, sizeof(float));
+    if (!g->memory) {
+        free(g);
+        return -1;
+    }
+    lm->cfg = *cfg;
+    lm->cfg.n_kv_head = cfg->n_head;
+    lm->cfg.d_ff = 4 * cfg->d_model;
+    lm->cfg.shared_classifier = true;
+    gpt2_point_params(&lm->cfg, g->memory, &g->p);
+    lm->impl = g;
+    return 0;
+}
+
+void gpt2_free_impl(struct lm *lm) {
+    struct gpt2 *g = lm ? gpt2_of(lm) : NULL;
+    if (!g) return;
+    free(g->memory);
+    free(g);
+    lm->impl = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Hugging Face layout: config.json + model.safetensors.
+ */
+enum { D_C = -1, D_3C = -2, D_4C = -3, D_V = -4, D_P = -5 };
+
+struct hf_tensor {
+    const char *name; /* per-layer tensors are "h.{i}.<name>" */
+    bool per_layer;
+    int ndim;
+    int dims[2];
+};
+
+/* In struct gpt2_params order. */
+static const struct hf_tensor hf_tensors[GPT2_N_TENSORS] = {
+    {"wte.weight", false, 2, {D_V, D_C}},
+    {"wpe.weight", false, 2, {D_P, D_C}},
+    {"ln_1.weight", true, 1, {D_C}},
+    {"ln_1.bias", true, 1, {D_C}},
+    {"attn.c_attn.weight", true, 2, {D_C, D_3C}},
+    {"attn.c_attn.bias", true, 1, {D_3C}},
+    {"attn.c_proj.weight", true, 2, {D_C, D_C}},
+    {"attn.c_proj.bias", true, 1, {D_C}},
+    {"ln_2.weight", true, 1, {D_C}},
+    {"ln_2.bias", true, 1, {D_C}},
+    {"mlp.c_fc.weight", true, 2, {D_C, D_4C}},
+    {"mlp.c_fc.bias", true, 1, {D_4C}},
+    {"mlp.c_proj.weight", true, 2, {D_4C, D_C}},
+    {"mlp.c_proj.bias", true, 1, {D_C}},
+    {"ln_f.weight", false, 1, {D_C}},
+    {"ln_f.bias", false, 1, {D_C}},
+};
+
+static int64_t dim_value(const struct lm_config *c, int code) {
+    switch (code) {
+    case D_C: return c->d_model;
+    case D_3C: return 3 * (int64_t)c->d_model;
+    case D_4C: return 4 * (int64_t)c->d_model;
+    case D_V: return c->vocab_size;
+    case D_P: return c->max_seq;
+    }
+    return code;
+}
+
+static void hf_name(char *buf, size_t n, int t, int layer) {
+    if (hf_tensors[t].per_layer)
+        snprintf(buf, n, "h.%d.%s", layer, hf_tensors[t].name);
+    else
+        snprintf(buf, n, "%s", hf_tensors[t].name);
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *dims) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int json_int(const cJSON *root, const char *key, const char *alt, int *out,
+                    const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v && alt) v = cJSON_GetObjectItemCaseSensitive(root, alt);
+    if (!v) return err_set("%s: missing key \"%s\"", path, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+        return err_set("%s: \"%s\" must be an integer", path, key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static int parse_config(const char *path, struct lm_config *c) {
+    size_t n;
+    char *text = read_file_all(path, 1u << 20, &n);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return err_set("%s: not a JSON object", path);
+    }
+    memset(c, 0, sizeof *c);
+    c->arch = LM_GPT2;
+    int rc = 0;
+    rc = rc ? rc : json_int(root, "n_layer", NULL, &c->n_layer, path);
+    rc = rc ? rc : json_int(root, "n_head", NULL, &c->n_head, path);
+    rc = rc ? rc : json_int(root, "n_embd", NULL, &c->d_model, path);
+    rc = rc ? rc : json_int(root, "n_positions", "n_ctx", &c->max_seq, path);
+    rc = rc ? rc : json_int(root, "vocab_size", NULL, &c->vocab_size, path);
+    c->norm_eps = 1e-5f;
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
+    if (rc == 0 && eps) {
+        if (!cJSON_IsNumber(eps))
+            rc = err_set("%s: \"layer_norm_epsilon\" must be a number", path);
+        else
+            c->norm_eps = (float)eps->valuedouble;
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (rc == 0 && mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt2") != 0))
+        rc = err_set("%s: model_type must be \"gpt2\", got %s", path,
+                     cJSON_IsString(mt) ? mt->valuestring : "a non-string");
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
+    if (rc == 0 && act &&
+        (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_new") != 0 &&
+                                  strcmp(act->valuestring, "gelu_pytorch_tanh") != 0)))
+        rc = err_set("%s: activation_function must be \"gelu_new\" (GELU, tanh approximation), "
+                     "got %s",
+                     path, cJSON_IsString(act) ? act->valuestring : "a non-string");
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(root, "n_inner");
+    if (rc == 0 && inner && !cJSON_IsNull(inner) &&
+        !(cJSON_IsNumber(inner) && inner->valuedouble == 4.0 * c->d_model))
+        rc = err_set("%s: n_inner must be null or 4 * n_embd (%d)", path, 4 * c->d_model);
+    cJSON_Delete(root);
+    if (rc == 0) rc = check_config(c, path);
+    c->n_kv_head = c->n_head;
+    c->d_ff = 4 * c->d_model;
+    c->shared_classifier = true;
+    return rc;
+}
+
+/* The tensor called name, with or without the "transformer." prefix. */
+static const struct st_tensor *find_hf(const struct st_file *f, const char *name) {
+    const struct st_tensor *t = st_find(f, name);
+    if (t) return t;
+    char buf[256];
+    snprintf(buf, sizeof buf, "transformer.%s", name);
+    return st_find(f, buf);
+}
+
+static int check_finite(const float *x, size_t n, const char *path, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return err_set("%s: tensor %s: element %zu is %s", path, name, i,
+                           isnan(x[i]) ? "NaN" : "infinite");
+    return 0;
+}
+
+static int load_tensor(const struct st_file *f, const struct lm_config *c, int t, int layer,
+                       float *dst) {
+    char name[128];
+    hf_name(name, sizeof name, t, layer);
+    const struct st_tensor *st = find_hf(f, name);
+    if (!st) return err_set("%s: missing tensor %s", f->path, name);
+    if (st->dtype != ST_F32 && st->dtype != ST_F16 && st->dtype != ST_BF16)
+        return err_set("%s: tensor %s: dtype %s is not F32, F16 or BF16", f->path, st->name,
+                       st_dtype_name(st->dtype));
+    const struct hf_tensor *h = &hf_tensors[t];
+    int64_t want[2] = {dim_value(c, h->dims[0]), h->ndim > 1 ? dim_value(c, h->dims[1]) : 0};
+    bool ok = st->ndim == h->ndim;
+    for (int i = 0; ok && i < h->ndim; i++) ok = st->shape[i] == want[i];
+    if (!ok) {
+        char a[96], b[96];
+        shape_str(a, sizeof a, h->ndim, want);
+        shape_str(b, sizeof b, st->ndim, st->shape);
+        return err_set("%s: tensor %s: expected shape %s from config.json, got %s", f->path,
+                       st->name, a, b);
+    }
+    if (st_read_f32(f, st, dst) < 0) return -1;
+    return check_finite(dst, (size_t)st_numel(st), f->path, st->name);
+}
+
+/* Every tensor in the file must be one we loaded, a mask buffer, or a tied lm_head. */
+static int check_no_strays(const struct st_file *f, const struct lm *lm) {
+    const struct gpt2 *g = gpt2_of(lm);
+    for (int i = 0; i < f->n_tensors; i++) {
+        const char *name = f->tensors[i].name;
+        if (strncmp(name, "transformer.", 12) == 0) name += 12;
+        int layer, end = 0;
+        char rest[128];
+        if (sscanf(name, "h.%d.%127s%n", &layer, rest, &end) == 2 && name[end] == 0) {
+            if (strcmp(rest, "attn.bias") == 0 || strcmp(rest, "attn.masked_bias") == 0) continue;
+            bool known = false;
+            for (int t = 0; t < GPT2_N_TENSORS; t++)
+                known = known || (hf_tensors[t].per_layer && strcmp(rest, hf_tensors[t].name) == 0);
+            if (known && layer >= 0 && layer < lm->cfg.n_layer) continue;
+            if (known)
+                return err_set("%s: tensor %s: layer %d but config.json has n_layer %d", f->path,
+                               f->tensors[i].name, layer, lm->cfg.n_layer);
+        } else if (strcmp(name, "lm_head.weight") == 0) {
+            const struct st_tensor *t = &f->tensors[i];
+            size_t n = g->sizes[0];
+            if (st_numel(t) != (int64_t)n)
+                return err_set("%s: tensor lm_head.weight: shape differs from wte.weight (an "
+                               "untied unembedding is not supported)",
+                               f->path);
+            float *tmp = xmalloc(n * sizeof *tmp);
+            if (!tmp || st_read_f32(f, t, tmp) < 0) {
+                free(tmp);
+                return -1;
+            }
+            bool same = memcmp(tmp, g->p.wte, n * sizeof *tmp) == 0;
+            free(tmp);
+            if (!same)
+                return err_set("%s: tensor lm_head.weight differs from wte.weight (an untied "
+                               "unembedding is not supported)",
+                               f->path);
+            continue;
+        } else {
+            bool known = false;
+            for (int t = 0; t < GPT2_N_TENSORS; t++)
+                known = known || (!hf_tensors[t].per_layer && strcmp(name, hf_tensors[t].name) == 0);
+            if (known) continue;
+        }
+        return err_set("%s: unexpected tensor %s (not part of a GPT-2 with this config)", f->path,
+                       f->tensors[i].name);
+    }
+    return 0;
+}
+
+static int load_weights(const char *path, struct lm *lm) {
+    struct st_file f;
+    if (st_open(&f, path) < 0) return -1;
+    struct gpt2 *g = gpt2_of(lm);
+    float *dst = g->memory;
+    int rc = 0;
+    for (int t = 0; rc == 0 && t < GPT2_N_TENSORS; t++) {
+        int n_layers = hf_tensors[t].per_layer ? lm->cfg.n_layer : 1;
+        size_t per = g->sizes[t] / (size_t)n_layers;
+        for (int l = 0; rc == 0 && l < n_layers; l++) rc = load_tensor(&f, &lm->cfg, t, l, dst + l * per);
+        dst += g->sizes[t];
+    }
+    if (rc == 0) rc = check_no_strays(&f, lm);
+    st_close(&f);
+    return rc;
+}
+
+int gpt2_load(const char *dir, struct lm *lm) {
+    size_t n = strlen(dir);
+    char *cfg_path = xmalloc(n + 32), *st_path = xmalloc(n + 32);
+    int rc = -1;
+    if (!cfg_path || !st_path) goto done;
+    snprintf(cfg_path, n + 32, "%s/config.json", dir);
+    snprintf(st_path, n + 32, "%s/model.safetensors", dir);
+    struct lm_config cfg;
+    if (parse_config(cfg_path, &cfg) < 0) goto done;
+    if (gpt2_new(&cfg, lm) < 0) goto done;
+    rc = load_weights(st_path, lm);
+    if (rc < 0) gpt2_free_impl(lm);
+done:
+    free(cfg_path);
+    free(st_path);
+    return rc;
+}
+
+static char *config_json(const struct lm_config *c, int64_t eot_id) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
+    cJSON_AddStringToObject(o, "model_type", "gpt2");
+    cJSON_AddStringToObject(o, "activation_function", "gelu_new");
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "n_head", c->n_head);
+    cJSON_AddNumberToObject(o, "n_embd", c->d_model);
+    cJSON_AddNumberToObject(o, "n_positions", c->max_seq);
+    cJSON_AddNumberToObject(o, "n_ctx", c->max_seq);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", (double)c->norm_eps);
+    cJSON_AddNullToObject(o, "n_inner");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", 1);
+    cJSON_AddNumberToObject(o, "resid_pdrop", 0.0);
+    cJSON_AddNumberToObject(o, "embd_pdrop", 0.0);
+    cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    if (eot_id >= 0) {
+        cJSON_AddNumberToObject(o, "bos_token_id", (double)eot_id);
+        cJSON_AddNumberToObject(o, "eos_token_id", (double)eot_id);
+    }
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int gpt2_save(const struct lm *lm, const char *dir, int64_t eot_id) {
+    const struct gpt2 *g = gpt2_of(lm);
+    const struct lm_config *c = &lm->cfg;
+    if (mkdir_p(dir) < 0) return -1;
+    int n = 4 + 12 * c->n_layer;
+    struct st_write_tensor *ts = xcalloc((size_t)n, sizeof *ts);
+    char(*names)[64] = xcalloc((size_t)n, sizeof *names);
+    size_t len = strlen(dir) + 32;
+    char *path = xmalloc(len);
+    char *cfg = config_json(c, eot_id);
+    int rc = -1;
+    if (!ts || !names || !path || !cfg) goto done;
+    int k = 0;
+    const float *src = g->memory;
+    for (int t = 0; t < GPT2_N_TENSORS; t++) {
+        int n_layers = hf_tensors[t].per_layer ? c->n_layer : 1;
+        size_t per = g->sizes[t] / (size_t)n_layers;
+        for (int l = 0; l < n_layers; l++, k++) {
+            hf_name(names[k], sizeof names[k], t, l);
+            ts[k].name = names[k];
+            ts[k].ndim = hf_tensors[t].ndim;
+            for (int d = 0; d < ts[k].ndim; d++) ts[k].shape[d] = dim_value(c, hf_tensors[t].dims[d]);
+            ts[k].data = src + l * per;
+        }
+        src += g->sizes[t];
+    }
+    static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
+    snprintf(path, len, "%s/model.safetensors", dir);
+    if (st_write_f32(path, ts, n, mk, mv, 1) < 0) goto done;
+    snprintf(path, len, "%s/config.json", dir);
+    rc = atomic_write_file(path, cfg, strlen(cfg));
+done:
+    free(ts);
+    free(names);
+    free(path);
+    free(cfg);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Activations. One float buffer holds the residual stream, ln_f and every
+ * per-layer buffer; without save_for_backward all layers share one set.
+ */
+struct gpt2_layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
+    float *qkv;                       /* (N,3C) */
+    float *atty;                      /* (N,C) attention output before c_proj */
+    float *lse;                       /* (B,NH,T) log-sum-exp of each score row */
+    float *resid2;                    /* (N,C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (N,C), (N), (N) */
+    float *fch, *fch_gelu;            /* (N,4C) */
+};
+
+struct gpt2_acts {
+    float *memory;
+    struct gpt2_layer_acts *layer; /* n_layer entries (aliases when not saving) */
+    float *lnf_mean, *lnf_rstd;    /* (N) */
+    float *att, *datt;             /* (T,T) attention scratch */
+    /* backward scratch (save_for_backward only) */
+    float *d_ln, *d_atty, *d_qkv, *d_fch, *d_scratch; /* (N,C) (N,C) (N,3C) (N,4C) (C) */
+};
+
+static size_t layer_floats(size_t N, size_t C, size_t NH) {
+    return N * C * 15 + N * 4 + N * NH;
+}
+
+int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
+    const struct lm_config *c = &lm->cfg;
+    if (acts->B < 1 || acts->T < 1)
+        return err_set("gpt2: batch shape must be positive, got B=%d T=%d", acts->B, acts->T);
+    if (acts->T > c->max_seq)
+        return err_set("gpt2: sequence length %d exceeds n_positions %d", acts->T, c->max_seq);
+    size_t N = (size_t)acts->B * acts->T, C = (size_t)c->d_model, NH = (size_t)c->n_head;
+    size_t T = (size_t)acts->T, L = (size_t)c->n_layer;
+    size_t n_sets = acts->save_for_backward ? L : 1;
+    size_t total = (L + 2) * N * C + 2 * N + 2 * T * T + n_sets * layer_floats(N, C, NH);
+    if (acts->save_for_backward) total += N * C * 9 + C;
+    struct gpt2_acts *a = xcalloc(1, sizeof *a);
+    acts->resid = xcalloc(L + 1, sizeof *acts->resid);
+    if (a) a->layer = xcalloc(L, sizeof *a->layer);
+    if (a && a->layer) a->memory = xmalloc(total * sizeof(float));
+    if (!a || !acts->resid || !a->layer || !a->memory) {
+        if (a) free(a->layer);
+        free(a);
+        free(acts->resid);
+        acts->resid = NULL;
+        return err_prefix("gpt2 activations for B=%d T=%d", acts->B, acts->T);
+    }
+    float *m = a->memory;
+#define TAKE(ptr, n) (ptr = m, m += (n))
+    for (size_t l = 0; l <= L; l++) TAKE(acts->resid[l], N * C);
+    TAKE(acts->lnf, N * C);
+    TAKE(a->lnf_mean, N);
+    TAKE(a->lnf_rstd, N);
+    TAKE(a->att, T * T);
+    TAKE(a->datt, T * T);
+    for (size_t l = 0; l < L; l++) {
+        struct gpt2_layer_acts *y = &a->layer[l];
+        if (l >= n_sets) {
+            *y = a->layer[0];
+            continue;
+        }
+        TAKE(y->ln1, N * C);
+        TAKE(y->ln1_mean, N);
+        TAKE(y->ln1_rstd, N);
+        TAKE(y->qkv, 3 * N * C);
+        TAKE(y->atty, N * C);
+        TAKE(y->lse, N * NH);
+        TAKE(y->resid2, N * C);
+        TAKE(y->ln2, N * C);
+        TAKE(y->ln2_mean, N);
+        TAKE(y->ln2_rstd, N);
+        TAKE(y->fch, 4 * N * C);
+        TAKE(y->fch_gelu, 4 * N * C);
+    }
+    if (acts->save_for_backward) {
+        TAKE(a->d_ln, N * C);
+        TAKE(a->d_atty, N * C);
+        TAKE(a->d_qkv, 3 * N * C);
+        TAKE(a->d_fch, 4 * N * C);
+        TAKE(a->d_scratch, C);
+    }
+#undef TAKE
+    acts->priv = a;
+    return 0;
+}
+
+void gpt2_acts_release(struct lm_acts *acts) {
+    struct gpt2_acts *a = acts->priv;
+    if (a) {
+        free(a->memory);
+        free(a->layer);
+        free(a);
+    }
+    free(acts->resid);
+    acts->resid = NULL;
+    acts->lnf = NULL;
+    acts->priv = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Forward.
+ */
+int gpt2_embed(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens) {
+    const struct lm_config *c = &lm->cfg;
+    const struct gpt2_params *p = &gpt2_of(lm)->p;
+    int B = acts->B, T = acts->T, C = c->d_model;
+    if (T > c->max_seq)
+        return err_set("gpt2: sequence length %d exceeds n_positions %d", T, c->max_seq);
+    for (int i = 0; i < B * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return err_set("gpt2: token %d (batch row %d, position %d) is outside the vocabulary "
+                           "of %d",
+                           tokens[i], i / T, i % T, c->vocab_size);
+    acts->tokens = tokens;
+    for (int i = 0; i < B * T; i++) {
+        // resid[0][b,t,:] = wte[token] + wpe[t]
+        const float *te = p->wte + (size_t)tokens[i] * C, *pe = p->wpe + (size_t)(i % T) * C;
+        float *o = acts->resid[0] + (size_t)i * C;
+        for (int j = 0; j < C; j++) o[j] = te[j] + pe[j];
+    }
+    return 0;
+}
+
+static void block_forward(const struct lm *lm, struct lm_acts *acts, int l) {
+    const struct lm_config *c = &lm->cfg;
+    const struct gpt2_params *p = &gpt2_of(lm)->p;
+    struct gpt2_acts *ga = acts->priv;
+    struct gpt2_layer_acts *a = &ga->layer[l];
+    int B = acts->B, T = acts->T, N = B * T, C = c->d_model, NH = c->n_head;
+    size_t lc = (size_t)l * C;
+    const float *x = acts->resid[l];
+    float *out = acts->resid[l + 1];
+    bool save = acts->save_for_backward;
+
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1w + lc, p->ln1b + lc, N, C,
+                      c->norm_eps);
+    matmul_forward(a->qkv, a->ln1, p->qkvw + lc * 3 * C, p->qkvb + lc * 3, N, C, 3 * C, false);
+    for (int b = 0; b < B; b++)
+        attention_forward(a->atty + (size_t)b * T * C, save ? a->lse + (size_t)b * NH * T : NULL,
+                          a->qkv + (size_t)b * T * 3 * C, ga->att, T, C, NH);
+    memcpy(a->resid2, x, (size_t)N * C * sizeof *x);
+    matmul_forward(a->resid2, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, true);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->resid2, p->ln2w + lc, p->ln2b + lc, N,
+                      C, c->norm_eps);
+    matmul_forward(a->fch, a->ln2, p->fcw + lc * 4 * C, p->fcb + lc * 4, N, C, 4 * C, false);
+    gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
+    memcpy(out, a->resid2, (size_t)N * C * sizeof *out);
+    matmul_forward(out, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C, true);
+}
+
+int gpt2_blocks_forward(const struct lm *lm, struct lm_acts *acts, int from, int to) {
+    if (from < 0 || to > lm->cfg.n_layer || from > to)
+        return err_set("gpt2: blocks [%d, %d) out of range for %d layers", from, to,
+                       lm->cfg.n_layer);
+    for (int l = from; l < to; l++) block_forward(lm, acts, l);
+    return 0;
+}
+
+int gpt2_final_norm(const struct lm *lm, struct lm_acts *acts) {
+    const struct gpt2_params *p = &gpt2_of(lm)->p;
+    struct gpt2_acts *ga = acts->priv;
+    layernorm_forward(acts->lnf, ga->lnf_mean, ga->lnf_rstd, acts->resid[lm->cfg.n_layer], p->lnfw,
+                      p->lnfb, acts->B * acts->T, lm->cfg.d_model, lm->cfg.norm_eps);
+    return 0;
+}
+
+// logits (n,V) = x (n,C) · wteᵀ
+int gpt2_unembed(const struct lm *lm, const float *x, int n, float *logits) {
+    int C = lm->cfg.d_model, V = lm->cfg.vocab_size;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, x, C, gpt2_of(lm)->p.wte, C,
+                0.0f, logits, V);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Backward.
+ */
+static struct gpt2_params grads_of(const struct lm *lm, void *param_grads) {
+    struct gpt2_params g;
+    gpt2_point_params(&lm->cfg, param_grads, &g);
+    return g;
+}
+
+// dx (n,C) += dlogits (n,V) · wte;  dwte (V,C) += dlogitsᵀ · x
+int gpt2_unembed_backward(const struct lm *lm, const float *x, const float *dlogits, int n,
+                          float *dx, void *param_grads) {
+    int C = lm->cfg.d_model, V = lm->cfg.vocab_size;
+    const float *wte = gpt2_of(lm)->p.wte;
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dlogits, V, wte, C,
+                    1.0f, dx, C);
+    if (param_grads) {
+        struct gpt2_params g = grads_of(lm, param_grads);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, dlogits, V, x, C, 1.0f,
+                    g.wte, C);
+    }
+    return 0;
+}
+
+static int need_saved(const struct lm_acts *acts) {
+    if (!acts->save_for_backward)
+        return err_set("gpt2: backward needs activations made with save_for_backward");
+    return 0;
+}
+
+// d_resid (N,C) = gradient at resid[n_layer] given d_lnf (N,C)
+int gpt2_final_norm_backward(const struct lm *lm, struct lm_acts *acts, const float *d_lnf,
+                             float *d_resid, void *param_grads) {
+    if (need_saved(acts) < 0) return -1;
+    const struct gpt2_params *p = &gpt2_of(lm)->p;
+    struct gpt2_acts *ga = acts->priv;
+    int N = acts->B * acts->T, C = lm->cfg.d_model;
+    struct gpt2_params g = {0};
+    if (param_grads) g = grads_of(lm, param_grads);
+    memset(d_resid, 0, (size_t)N * C * sizeof *d_resid);
+    layernorm_backward(d_resid, g.lnfw, g.lnfb, d_lnf, acts->resid[lm->cfg.n_layer], p->lnfw,
+                       ga->lnf_mean, ga->lnf_rstd, N, C, ga->d_scratch);
+    return 0;
+}
+
+// dres (N,C): in, gradient at resid[l+1]; out, gradient at resid[l].
+static void block_backward(const struct lm *lm, struct lm_acts *acts, int l, float *dres,
+                           struct gpt2_params *g) {
+    const struct lm_config *c = &lm->cfg;
+    const struct gpt2_params *p = &gpt2_of(lm)->p;
+    struct gpt2_acts *ga = acts->priv;
+    struct gpt2_layer_acts *a = &ga->layer[l];
+    int B = acts->B, T = acts->T, N = B * T, C = c->d_model, NH = c->n_head;
+    size_t lc = (size_t)l * C;
+#define G(member, off) (g ? g->member + (off) : NULL)
+    // mlp: resid[l+1] = resid2 + fch_gelu · fcprojw + fcprojb
+    matmul_backward(ga->d_fch, G(fcprojw, lc * 4 * C), G(fcprojb, lc), dres, a->fch_gelu,
+                    p->fcprojw + lc * 4 * C, N, 4 * C, C);
+    gelu_backward(ga->d_fch, a->fch, ga->d_fch, (size_t)N * 4 * C);
+    matmul_backward(ga->d_ln, G(fcw, lc * 4 * C), G(fcb, lc * 4), ga->d_fch, a->ln2,
+                    p->fcw + lc * 4 * C, N, C, 4 * C);
+    layernorm_backward(dres, G(ln2w, lc), G(ln2b, lc), ga->d_ln, a->resid2, p->ln2w + lc,
+                       a->ln2_mean, a->ln2_rstd, N, C, ga->d_scratch);
+    // attention: resid2 = resid[l] + atty · attprojw + attprojb
+    matmul_backward(ga->d_atty, G(attprojw, lc * C), G(attprojb, lc), dres, a->atty,
+                    p->attprojw + lc * C, N, C, C);
+    for (int b = 0; b < B; b++)
+        attention_backward(ga->d_qkv + (size_t)b * T * 3 * C, ga->d_atty + (size_t)b * T * C,
+                           a->qkv + (size_t)b * T * 3 * C, a->lse + (size_t)b * NH * T, ga->att,
+                           ga->datt, T, C, NH);
+    matmul_backward(ga->d_ln, G(qkvw, lc * 3 * C), G(qkvb, lc * 3), ga->d_qkv, a->ln1,
+                    p->qkvw + lc * 3 * C, N, C, 3 * C);
+    layernorm_backward(dres, G(ln1w, lc), G(ln1b, lc), ga->d_ln, acts->resid[l], p->ln1w + lc,
+                       a->ln1_mean, a->ln1_rstd, N, C, ga->d_scratch);
+#undef G
+}
+
+int gpt2_blocks_backward(const struct lm *lm, struct lm_acts *acts, int from, int to,
+                         float *d_resid, float *const *d_extra, void *param_grads) {
+    if (need_saved(acts) < 0) return -1;
+    if (from < 0 || to > lm->cfg.n_layer || from > to)
+        return err_set("gpt2: blocks [%d, %d) out of range for %d layers", from, to,
+                       lm->cfg.n_layer);
+    struct gpt2_params g;
+    if (param_grads) g = grads_of(lm, param_grads);
+    size_t n = (size_t)acts->B * acts->T * lm->cfg.d_model;
+    for (int l = to - 1; l >= from; l--) {
+        block_backward(lm, acts, l, d_resid, param_grads ? &g : NULL);
+        if (l > from && d_extra && d_extra[l])
+            for (size_t i = 0; i < n; i++) d_resid[i] += d_extra[l][i];
+    }
+    return 0;
+}
+
+// dwte[token] += d_resid0[b,t]; dwpe[t] += d_resid0[b,t]
+int gpt2_embed_backward(const struct lm *lm, struct lm_acts *acts, const float *d_resid0,
+                        void *param_grads) {
+    if (!param_grads) return 0;
+    if (!acts->tokens) return err_set("gpt2: embed backward before lm_embed");
+    struct gpt2_params g = grads_of(lm, param_grads);
+    int T = acts->T, C = lm->cfg.d_model;
+    for (int i = 0; i < acts->B * T; i++) {
+        const float *d = d_resid0 + (size_t)i * C;
+        float *te = g.wte + (size_t)acts->tokens[i] * C, *pe = g.wpe + (size_t)(i % T) * C;
+        for (int j = 0; j < C; j++) {
+            te[j] += d[j];
+            pe[j] += d[j];
+        }
+    }
+    return 0;
+}
