@@ -72,16 +72,24 @@ hid_t h5_group(hid_t loc, const char *name) {
 
 int h5_write(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *dims,
              const void *data) {
+    /* The readers (h5_shape, h5_read) handle at most 8 dimensions, and so does
+     * the chunk shape below. */
+    if (ndim < 0 || ndim > 8)
+        return err_set("dataset '%s': rank %d is not supported (at most 8)", name, ndim);
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     if (space < 0) return err_set("dataset '%s': cannot create dataspace", name);
     hsize_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= dims[i];
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    /* Large datasets are chunked along the first dimension so row reads are cheap. */
-    if (ndim >= 1 && numel * H5Tget_size(type) > (1u << 20) && dims[0] > 1) {
+    /* Large datasets are chunked along the first dimension so row reads are cheap.
+     * A chunk holds whole rows and at most 512 KiB whatever the element size, so
+     * it stays inside HDF5's default 1 MiB chunk cache: a chunk bigger than the
+     * cache would be re-read from disk on every small row read. */
+    size_t esize = H5Tget_size(type);
+    if (ndim >= 1 && numel * esize > (1u << 20) && dims[0] > 1) {
         hsize_t chunk[8];
-        hsize_t row = numel / dims[0];
-        hsize_t rows = (1u << 18) / (row ? row : 1);
+        hsize_t row_bytes = numel / dims[0] * esize;
+        hsize_t rows = (1u << 19) / (row_bytes ? row_bytes : 1);
         if (rows < 1) rows = 1;
         if (rows > dims[0]) rows = dims[0];
         chunk[0] = rows;
