@@ -123,6 +123,27 @@ static void test_matches_python_hashlib(void **state) {
     free(dir);
 }
 
+/* The digests ../shared/README.md publishes for its files. */
+static void test_shared_files_match_published_digests(void **state) {
+    (void)state;
+    SKIP_UNLESS_SHARED("data/war-and-peace.txt");
+    static const struct {
+        const char *rel, *hex;
+    } v[] = {
+        {"data/war-and-peace.txt",
+         "f48864f459731b53b54d8a9e828aa11b4c77cd7f17cd513a361fbba3500eb572"},
+        {"models/stories260K/tok512.bin",
+         "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        const char *path = shared_path(v[i].rel);
+        if (!path) continue;
+        char hex[SHA256_HEX_CHARS];
+        if (sha256_file_hex(path, hex) != 0) fail_msg("%s", err_msg());
+        assert_string_equal(hex, v[i].hex);
+    }
+}
+
 static void test_file_errors_name_the_path(void **state) {
     (void)state;
     char hex[SHA256_HEX_CHARS];
@@ -136,6 +157,7 @@ int main(void) {
         cmocka_unit_test(test_fips_180_vectors),
         cmocka_unit_test(test_streaming_in_pieces_matches_one_shot),
         cmocka_unit_test(test_matches_python_hashlib),
+        cmocka_unit_test(test_shared_files_match_published_digests),
         cmocka_unit_test(test_file_errors_name_the_path),
     };
     return cmocka_run_group_tests_name("sha256", tests, NULL, NULL);
