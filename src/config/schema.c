@@ -26,11 +26,13 @@ static const struct cfg_entry schema[] = {
      "GPT-2 tokenizer directory (encoder.json + vocab.bpe, or vocab.json + merges.txt) or a "
      "llama2.c tokenizer .bin"},
     {"data.train_text", CFG_STR_LIST, "[]", NONE,
-     "text files tokenized for model and SAE training (documents separated by <|endoftext|> "
-     "lines or blank-line-free files, one document each)"},
+     "text files tokenized for model and SAE training (split into documents at "
+     "data.separator)"},
     {"data.eval_text", CFG_STR_LIST, "[]", NONE,
      "text files for evaluation and feature extraction; empty = hold out data.eval_fraction "
      "of the training documents"},
+    {"data.separator", CFG_STR, "\"<|endoftext|>\"", NONE,
+     "document separator inside text files (\"\\n%\\n\" for fortune files)"},
     {"data.eval_fraction", CFG_NUM, "0.1", 0.001, 0.5, NULL,
      "fraction of training documents held out for evaluation when eval_text is empty"},
     {"data.train_tokens", CFG_PATH, "\"\"", NONE,

@@ -242,6 +242,7 @@ int h5_get_attr_str(hid_t loc, const char *name, char **out) {
     } else if (H5Tis_variable_str(ft) > 0) {
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5Tget_cset(ft)); /* HDF5 will not convert between ASCII and UTF-8 */
         char *s = NULL;
         if (H5Aread(a, t, &s) < 0 || !s)
             rc = err_set("attribute '%s': read failed", name);
@@ -256,6 +257,7 @@ int h5_get_attr_str(hid_t loc, const char *name, char **out) {
         char *s = xcalloc(n + 1, 1);
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, n + 1);
+        H5Tset_cset(t, H5Tget_cset(ft));
         if (!s || H5Aread(a, t, s) < 0) {
             free(s);
             rc = err_set("attribute '%s': read failed", name);
