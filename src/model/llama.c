@@ -24,6 +24,13 @@
  * Backward is for input gradients only: Llama is a frozen subject model in this
  * project, so no weight gradient is ever formed and param_grads must be NULL.
  */
+/* The elementwise loops (softmax, SwiGLU, RMSNorm) vectorise only at O3, and the
+ * branch-free clamps in exp_approx only without trapping maths (no FP traps are
+ * ever enabled here). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
+
 #include "model/llama.h"
 
 #include <cblas.h>
@@ -450,105 +457,197 @@ static void rope_apply(const struct llama *m, float *x, int B, int T, int width,
         }
 }
 
+/* ------------------------------------------------------------ elementwise */
+
+/* exp(x) to about 1 ulp (Cephes' expf range reduction and polynomial) in a form
+ * the compiler vectorises; libm's expf is a call per element and dominated the
+ * attention softmax. Inputs below -87.3 give ~1e-38 rather than 0. */
+static inline float exp_approx(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick (floorf would be a call) */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* x = n ln2 + r, |r| <= ln2/2 */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Reductions over 8 independent lanes so that they vectorise. */
+static float max_lanes(const float *x, int n) {
+    float lane[8], m = x[0];
+    for (int k = 0; k < 8; k++)
+        lane[k] = x[0];
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < 8; k++)
+        m = lane[k] > m ? lane[k] : m;
+    return m;
+}
+
+static float dot_lanes(const float *a, const float *b, int n) {
+    float lane[8] = {0}, s = 0.0f;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            lane[k] += a[i + k] * b[i + k];
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (int k = 0; k < 8; k++)
+        s += lane[k];
+    return s;
+}
+
+static float sum_lanes(const float *x, int n) {
+    float lane[8] = {0}, s = 0.0f;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            lane[k] += x[i + k];
+    for (; i < n; i++)
+        s += x[i];
+    for (int k = 0; k < 8; k++)
+        s += lane[k];
+    return s;
+}
+
 /* ------------------------------------------------------------ attention */
 
-/* In place over rows of a (T,T) score matrix: causal softmax of row t over 0..t,
- * zeros above the diagonal. */
-static void causal_softmax(float *s, int T) {
-    for (int t = 0; t < T; t++) {
+/* Causal attention runs over tiles of query rows [r0, r1): such a tile sees only
+ * keys 0..r1-1, so the products skip most of the upper triangle. Of each (T,T)
+ * matrix only rows r0..r1-1, columns 0..r1-1 of every tile are written or read. */
+#define ATT_TILE 64
+
+/* Rows r0..r1-1 of a (T,T) score matrix: causal softmax of row t over 0..t,
+ * zeros from t+1 to r1-1. */
+static void causal_softmax(float *s, int T, int r0, int r1) {
+    for (int t = r0; t < r1; t++) {
         float *r = s + (size_t)t * T;
-        float mx = r[0];
-        for (int j = 1; j <= t; j++)
-            mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
+        float mx = max_lanes(r, t + 1);
         for (int j = 0; j <= t; j++)
-            sum += (r[j] = expf(r[j] - mx));
-        float inv = 1.0f / sum;
+            r[j] = exp_approx(r[j] - mx);
+        float inv = 1.0f / sum_lanes(r, t + 1);
         for (int j = 0; j <= t; j++)
             r[j] *= inv;
-        for (int j = t + 1; j < T; j++)
+        for (int j = t + 1; j < r1; j++)
             r[j] = 0.0f;
     }
 }
 
-/* q (B,T,C), k,v (B,T,KV) -> att (B,NH,T,T), ao (B,T,C). Query head h reads kv
- * head h / (NH/NKV). */
+/* Softmax backward on rows r0..r1-1, in place on dp: ds = scale * att * (dp -
+ * rowsum(att * dp)); zero above the diagonal. */
+static void causal_softmax_backward(float *dp, const float *att, int T, int r0, int r1,
+                                    float scale) {
+    for (int t = r0; t < r1; t++) {
+        const float *a = att + (size_t)t * T;
+        float *d = dp + (size_t)t * T;
+        float dot = dot_lanes(a, d, t + 1);
+        for (int j = 0; j <= t; j++)
+            d[j] = scale * a[j] * (d[j] - dot);
+        for (int j = t + 1; j < r1; j++)
+            d[j] = 0.0f;
+    }
+}
+
+/* Where one (sequence, head) pair lives inside the (B,T,·) buffers. */
+struct head_view {
+    size_t qo, ko; /* offsets into (B,T,C) and (B,T,KV) buffers */
+    size_t att;    /* offset of its (T,T) block in (B,NH,T,T) */
+};
+
+static struct head_view head_view(const struct llama *m, int b, int h, int T) {
+    int group = m->NH / m->NKV; /* query head h reads kv head h / group */
+    return (struct head_view){.qo = (size_t)b * T * m->C + (size_t)h * m->HS,
+                              .ko = (size_t)b * T * m->KV + (size_t)(h / group) * m->HS,
+                              .att = ((size_t)b * m->NH + h) * T * T};
+}
+
+/* q (B,T,C), k,v (B,T,KV) -> att (B,NH,T,T), ao (B,T,C) */
 static void attention_forward(const struct llama *m, const struct llama_layer_acts *la, int B,
                               int T) {
-    int C = m->C, KV = m->KV, HS = m->HS, group = m->NH / m->NKV;
+    int C = m->C, KV = m->KV, HS = m->HS;
     float scale = 1.0f / sqrtf((float)HS);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < m->NH; h++) {
-            const float *q = la->q + (size_t)b * T * C + h * HS;
-            const float *k = la->k + (size_t)b * T * KV + (h / group) * HS;
-            const float *v = la->v + (size_t)b * T * KV + (h / group) * HS;
-            float *att = la->att + ((size_t)b * m->NH + h) * T * T;
-            float *ao = la->ao + (size_t)b * T * C + h * HS;
-            /* att (T,T) = scale * q (T,HS) · kᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, q, C, k, KV, 0.0f,
-                        att, T);
-            causal_softmax(att, T);
-            /* ao (T,HS) = att (T,T) · v (T,HS) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, v, KV,
-                        0.0f, ao, C);
+            struct head_view hv = head_view(m, b, h, T);
+            const float *q = la->q + hv.qo, *k = la->k + hv.ko, *v = la->v + hv.ko;
+            float *att = la->att + hv.att, *ao = la->ao + hv.qo;
+            for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
+                int r1 = r0 + ATT_TILE < T ? r0 + ATT_TILE : T, n = r1 - r0;
+                float *a = att + (size_t)r0 * T;
+                /* a (n,r1) = scale * q[r0:r1] (n,HS) · k[0:r1]ᵀ */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r1, HS, scale,
+                            q + (size_t)r0 * C, C, k, KV, 0.0f, a, T);
+                causal_softmax(att, T, r0, r1);
+                /* ao[r0:r1] (n,HS) = a (n,r1) · v[0:r1] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, r1, 1.0f, a, T, v, KV,
+                            0.0f, ao + (size_t)r0 * C, C);
+            }
         }
 }
 
 /* dao (B,T,C) -> dq (B,T,C), dk, dv (B,T,KV) (all before undoing RoPE). */
 static void attention_backward(const struct llama *m, const struct llama_layer_acts *la,
                                struct llama_acts_priv *p, int B, int T) {
-    int C = m->C, KV = m->KV, HS = m->HS, group = m->NH / m->NKV;
+    int C = m->C, KV = m->KV, HS = m->HS;
     float scale = 1.0f / sqrtf((float)HS);
     memset(p->dk, 0, (size_t)B * T * KV * sizeof(float));
     memset(p->dv, 0, (size_t)B * T * KV * sizeof(float));
     for (int b = 0; b < B; b++)
         for (int h = 0; h < m->NH; h++) {
-            size_t qo = (size_t)b * T * C + h * HS, ko = (size_t)b * T * KV + (h / group) * HS;
-            const float *att = la->att + ((size_t)b * m->NH + h) * T * T;
-            const float *dao = p->dao + qo;
-            float *dp = p->dp;
-            /* dp (T,T) = dao (T,HS) · vᵀ;  dv (T,HS) += attᵀ · dao */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.0f, dao, C, la->v + ko,
-                        KV, 0.0f, dp, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, att, T, dao, C,
-                        1.0f, p->dv + ko, KV);
-            /* softmax backward: ds = att * (dp - rowsum(att*dp)), times the scale */
-            for (int t = 0; t < T; t++) {
-                const float *a = att + (size_t)t * T;
-                float *d = dp + (size_t)t * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= t; j++)
-                    dot += a[j] * d[j];
-                for (int j = 0; j <= t; j++)
-                    d[j] = scale * a[j] * (d[j] - dot);
-                for (int j = t + 1; j < T; j++)
-                    d[j] = 0.0f;
+            struct head_view hv = head_view(m, b, h, T);
+            const float *q = la->q + hv.qo, *k = la->k + hv.ko, *v = la->v + hv.ko;
+            const float *att = la->att + hv.att, *dao = p->dao + hv.qo;
+            float *dq = p->dq + hv.qo, *dk = p->dk + hv.ko, *dv = p->dv + hv.ko;
+            for (int r0 = 0; r0 < T; r0 += ATT_TILE) {
+                int r1 = r0 + ATT_TILE < T ? r0 + ATT_TILE : T, n = r1 - r0;
+                const float *a = att + (size_t)r0 * T, *dor = dao + (size_t)r0 * C;
+                float *ds = p->dp + (size_t)r0 * T;
+                /* ds (n,r1) = dao[r0:r1] · v[0:r1]ᵀ;  dv[0:r1] (r1,HS) += aᵀ · dao[r0:r1] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r1, HS, 1.0f, dor, C, v, KV,
+                            0.0f, ds, T);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, n, 1.0f, a, T, dor, C,
+                            1.0f, dv, KV);
+                causal_softmax_backward(p->dp, att, T, r0, r1, scale);
+                /* dq[r0:r1] (n,HS) = ds · k[0:r1];  dk[0:r1] (r1,HS) += dsᵀ · q[r0:r1] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, r1, 1.0f, ds, T, k,
+                            KV, 0.0f, dq + (size_t)r0 * C, C);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, HS, n, 1.0f, ds, T,
+                            q + (size_t)r0 * C, C, 1.0f, dk, KV);
             }
-            /* dq (T,HS) = ds · k;  dk (T,HS) += dsᵀ · q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T,
-                        la->k + ko, KV, 0.0f, p->dq + qo, C);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, dp, T, la->q + qo,
-                        C, 1.0f, p->dk + ko, KV);
         }
 }
 
 /* ------------------------------------------------------------ SwiGLU */
 
-static inline float sigmoidf(float x) {
-    return 1.0f / (1.0f + expf(-x));
+static inline float sigmoid(float x) {
+    return 1.0f / (1.0f + exp_approx(-x));
 }
 
 /* g (n) = silu(h1) * h3 */
-static void swiglu_forward(float *g, const float *h1, const float *h3, size_t n) {
+static void swiglu_forward(float *restrict g, const float *restrict h1, const float *restrict h3,
+                           size_t n) {
     for (size_t i = 0; i < n; i++)
-        g[i] = h1[i] * sigmoidf(h1[i]) * h3[i];
+        g[i] = h1[i] * sigmoid(h1[i]) * h3[i];
 }
 
-/* dg (n) -> dh1, dh3 (n); dh1 may alias dg. */
-static void swiglu_backward(float *dh1, float *dh3, const float *dg, const float *h1,
-                            const float *h3, size_t n) {
+/* dg (n) -> dh1, dh3 (n), in place: dh1 holds dg on entry. */
+static void swiglu_backward(float *restrict dh1, float *restrict dh3, const float *restrict h1,
+                            const float *restrict h3, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        float s = sigmoidf(h1[i]), d = dg[i];
+        float s = sigmoid(h1[i]), d = dh1[i];
         dh3[i] = d * h1[i] * s;
         dh1[i] = d * h3[i] * s * (1.0f + h1[i] * (1.0f - s));
     }
@@ -595,7 +694,7 @@ static void block_backward(const struct llama *m, struct lm_acts *acts, int l, f
     /* FFN: out = mid + w2(silu(w1 xn) * w3 xn), xn = rmsnorm(mid) */
     memcpy(p->dmid, d, NC * sizeof(float));
     matmul_w(p->dh1, d, w->w2 + l * HC, N, C, H, 0.0f); /* dg, turned into dh1 in place */
-    swiglu_backward(p->dh1, p->dh3, p->dh1, la->h1, la->h3, (size_t)N * H);
+    swiglu_backward(p->dh1, p->dh3, la->h1, la->h3, (size_t)N * H);
     matmul_w(p->dxn, p->dh1, w->w1 + l * HC, N, H, C, 0.0f);
     matmul_w(p->dxn, p->dh3, w->w3 + l * HC, N, H, C, 1.0f);
     rmsnorm_backward(p->dmid, p->dxn, la->mid, w->rms_ffn + (size_t)l * C, N, C, true);

@@ -113,7 +113,7 @@ def save(path, t, dtype="<f4"):
 
 def cmd_random_model(out, seed):
     g = np.random.default_rng(seed)
-    dim, hidden, L, nh, nkv, vocab, seq_len = 48, 100, 3, 6, 2, 97, 64
+    dim, hidden, L, nh, nkv, vocab, seq_len = 48, 100, 3, 6, 2, 97, 160
     hs, kv = dim // nh, nkv * dim // nh
 
     def mat(rows, cols):
