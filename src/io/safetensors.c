@@ -218,6 +218,26 @@ static int parse_tensor(const cJSON *entry, struct st_tensor *t, size_t data_len
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Duplicate keys by sorting a copy of the pointers: a hostile header can hold
+ * millions of keys, so no quadratic scan. */
+static int check_unique_keys(char *const *keys, int n) {
+    if (n < 2) return 0;
+    const char **v = xmalloc((size_t)n * sizeof *v);
+    if (!v) return -1;
+    memcpy(v, keys, (size_t)n * sizeof *v);
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    int rc = 0;
+    for (int i = 1; i < n && rc == 0; i++)
+        if (strcmp(v[i - 1], v[i]) == 0)
+            rc = err_set("__metadata__ key '%.200s' appears twice", v[i]);
+    free(v);
+    return rc;
+}
+
 static int parse_metadata(struct st_file *f, const cJSON *meta) {
     if (!cJSON_IsObject(meta))
         return err_set("__metadata__ must be an object of strings, got %s", json_kind(meta));
@@ -230,9 +250,6 @@ static int parse_metadata(struct st_file *f, const cJSON *meta) {
         if (!cJSON_IsString(kv))
             return err_set("__metadata__ key '%.200s': expected a string value, got %s", kv->string,
                            json_kind(kv));
-        for (int i = 0; i < f->n_meta; i++)
-            if (strcmp(f->meta_keys[i], kv->string) == 0)
-                return err_set("__metadata__ key '%.200s' appears twice", kv->string);
         char *k = xstrdup(kv->string), *v = xstrdup(kv->valuestring);
         if (!k || !v) {
             free(k);
@@ -243,7 +260,7 @@ static int parse_metadata(struct st_file *f, const cJSON *meta) {
         f->meta_values[f->n_meta] = v;
         f->n_meta++;
     }
-    return 0;
+    return check_unique_keys(f->meta_keys, f->n_meta);
 }
 
 static int cmp_name(const void *a, const void *b) {
