@@ -62,6 +62,13 @@ void examples_free(struct examples *ex);
 
 /* Write atomically (complete = 1 last). */
 int examples_write(const char *path, const struct examples *ex);
+/* The same, also recording an `inputs_hash` string attribute (what extract uses
+ * to decide that an existing file was made from the same inputs and settings). */
+int examples_write_extra(const char *path, const struct examples *ex, const char *inputs_hash);
+/* 1 when path is a finished examples file (complete = 1) and, if inputs_hash is
+ * not NULL, carries that inputs_hash; 0 otherwise (missing, partial, other
+ * inputs). Never sets an error. */
+int examples_is_complete(const char *path, const char *inputs_hash);
 
 /* Windows of one feature index: [*first, *first + *count) in the arrays. */
 void examples_feature_windows(const struct examples *ex, int feature_index, int64_t *first,
