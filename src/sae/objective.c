@@ -135,9 +135,9 @@ int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
 /* ---------------------------------------------------------------------------
  * One micro-batch.
  */
-// Σ_k MSE_k at the downstream hooks; with grads, d_extra[k] = its gradient.
+// Σ_k MSE_k at the downstream hooks; with grads, d_extra[k] = the gradient of
+// (ds_coeff/n_points)·MSE_k.
 static double downstream_terms(struct sae_objective *o, float grad_scale, bool want_grad) {
-    if (o->n_points == 0) return 0;
     int L = o->set.layer;
     size_t n = (size_t)o->B * o->T * o->lm->cfg.d_model;
     float scale = (float)(grad_scale * o->set.ds_coeff / o->n_points / (double)n);
@@ -168,10 +168,11 @@ static int step_e2e(struct sae_objective *o, const struct sae *s, const float *x
                    grads ? o->d_lnf : NULL, &kt) < 0)
         return -1;
     loss->kl = kt.kl_sum / N;
-    if (o->set.type == SAE_E2E_DS) loss->ds_mse = downstream_terms(o, grad_scale, grads != NULL);
-    double ds = o->n_points ? o->set.ds_coeff * loss->ds_mse : 0;
-    if (o->n_points) loss->ds_mse /= o->n_points;
-    loss->loss = kl_coeff * loss->kl + loss->sparsity + ds;
+    if (o->set.type == SAE_E2E_DS && o->n_points) {
+        loss->ds_mse = downstream_terms(o, grad_scale, grads != NULL) / o->n_points;
+        loss->loss = o->set.ds_coeff * loss->ds_mse; // Σ_k (ds_coeff/n_points)·MSE_k
+    }
+    loss->loss += kl_coeff * loss->kl + loss->sparsity;
     if (!grads) return 0;
     if (lm_final_norm_backward(lm, o->spliced, o->d_lnf, o->d_resid) < 0 ||
         lm_blocks_backward(lm, o->spliced, L, nl, o->d_resid, o->d_extra, NULL) < 0)

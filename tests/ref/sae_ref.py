@@ -17,7 +17,7 @@ tanh, LayerNorm eps 1e-5, causal attention, tied unembedding), with random
 weights, written in Hugging Face layout (config.json + model.safetensors, the
 safetensors bytes written by hand) so that the C side loads it with lm_load.
 
-Modes (all write DIR/<name>.h5, default ref.h5; e2e also DIR/model/):
+Modes (all write DIR/<name>.h5, default ref.h5; e2e also the model in DIR/<name>_model/):
   local   --d-in --d-sae --n --lam [--sparse]   weights, x, losses and gradients
   e2e     --layer --lam --kl-coeff --ds-coeff [--sparse]
           weights, tokens, e2e and e2e_ds losses and gradients (and local at the
@@ -72,8 +72,13 @@ def make_sparse(p, x, frac=0.01):
     """Shift b_enc so that about frac of the (row, feature) pairs fire on x."""
     with torch.no_grad():
         pre = x.reshape(-1, x.shape[-1]) @ p["W_enc"].T
-        q = torch.quantile(pre, 1 - frac, dim=0)
-        p["b_enc"] = -q + 1e-3
+        n = pre.shape[0]
+        if n * frac >= 1:
+            p["b_enc"] = -torch.quantile(pre, 1 - frac, dim=0) + 1e-3
+        else:  # fewer rows than 1/frac: one row fires in a fraction n*frac of the features
+            top = pre.max(dim=0).values
+            keep = torch.arange(pre.shape[1]) % round(1 / (n * frac)) == 0
+            p["b_enc"] = torch.where(keep, -top + 1e-3, -top - 1)
 
 
 def f32(p):
@@ -106,7 +111,7 @@ def make_gpt2(gen, L, C, NH, V, P):
     def rn(*shape, std):
         return torch.randn(*shape, generator=gen) * std
 
-    p = {"wte": rn(V, C, std=0.5), "wpe": rn(P, C, std=0.3),
+    p = {"wte.weight": rn(V, C, std=0.5), "wpe.weight": rn(P, C, std=0.3),
          "ln_f.weight": 1 + rn(C, std=0.1), "ln_f.bias": rn(C, std=0.1)}
     for l in range(L):
         h = f"h.{l}."
@@ -177,7 +182,7 @@ def block(p, l, x, NH):
 def resid_stream(p, tokens, L, NH):
     """resid[0..L]: resid[l] = blocks.l.hook_resid_pre, resid[L] = last resid_post."""
     T = tokens.shape[1]
-    x = p["wte"][tokens] + p["wpe"][:T]
+    x = p["wte.weight"][tokens] + p["wpe.weight"][:T]
     out = [x]
     for l in range(L):
         x = block(p, l, x, NH)
@@ -194,7 +199,7 @@ def run_from(p, x, start, L, NH):
 
 
 def logits_of(p, x):
-    return layernorm(x, p["ln_f.weight"], p["ln_f.bias"]) @ p["wte"].T
+    return layernorm(x, p["ln_f.weight"], p["ln_f.bias"]) @ p["wte.weight"].T
 
 
 # ----------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def mode_e2e(a):
     L, C, NH, V, P, B, T = 3, 32, 4, 97, 32, 2, 16
     gen = torch.Generator().manual_seed(a.seed)
     mp = make_gpt2(gen, L, C, NH, V, P)
-    write_gpt2(os.path.join(a.out, "model"), mp, L, C, NH, V, P)
+    write_gpt2(os.path.join(a.out, a.name + "_model"), mp, L, C, NH, V, P)
     tokens = torch.randint(0, V, (B, T), generator=gen)
     resid = resid_stream(mp, tokens, L, NH)
     x = resid[a.layer]
