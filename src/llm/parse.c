@@ -17,6 +17,8 @@ typedef cJSON_bool (*is_fn)(const cJSON *);
 
 #define PATH_MAX_LEN 160
 
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 static const char *type_name(const cJSON *j) {
     if (!j) return "nothing (missing)";
     if (cJSON_IsBool(j)) return "a boolean";
@@ -92,11 +94,15 @@ void llm_excerpt(char *dst, size_t dst_cap, const char *s, size_t n, size_t max)
 }
 
 /* Is a body that cJSON refused the beginning of a JSON value (cut short) rather
- * than malformed? Tracks strings and open brackets; at the end, inside a string
- * or with brackets open means cut short. */
-static bool looks_truncated(const char *s, size_t n) {
+ * than malformed? Brackets must pair up by type so far, and cJSON must have
+ * failed where the input ran out: at the end, inside a final unterminated
+ * string, or on a final literal cut short ("tru"). err_at is cJSON's error
+ * offset. */
+static bool looks_truncated(const char *s, size_t n, size_t err_at) {
+    char stack[256];
     int depth = 0;
-    bool in_str = false, esc = false, any = false;
+    bool in_str = false, esc = false;
+    size_t str_start = 0;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (in_str) {
@@ -108,13 +114,29 @@ static bool looks_truncated(const char *s, size_t n) {
                 in_str = false;
             continue;
         }
-        if (ch == '"') in_str = true;
-        if (ch == '{' || ch == '[') depth++, any = true;
-        if (ch == '}' || ch == ']') {
-            if (--depth < 0) return false;
+        if (ch == '"') {
+            in_str = true;
+            str_start = i;
+        } else if (ch == '{' || ch == '[') {
+            if (depth == (int)sizeof stack) return false;
+            stack[depth++] = ch == '{' ? '}' : ']';
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0 || stack[--depth] != ch) return false;
         }
     }
-    return any && (in_str || depth > 0);
+    if (in_str) return err_at > str_start;
+    size_t end = n;
+    while (end > 0 && is_ws(s[end - 1])) end--;
+    if (err_at >= end) return depth > 0;
+    /* what follows the failure point is only a number and separators: cut there */
+    size_t k = err_at;
+    while (k < end && s[k] && strchr("0123456789+-.eE:, \t\r\n", s[k])) k++;
+    if (k == end) return depth > 0;
+    const char *lits[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++)
+        if (end - err_at < strlen(lits[k]) && strncmp(s + err_at, lits[k], end - err_at) == 0)
+            return true;
+    return false;
 }
 
 /* API error bodies: error (object or string), vLLM's {"object":"error"}. */
@@ -180,10 +202,10 @@ static enum llm_status parse_root(const char *body, size_t n, cJSON **out) {
     cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
     size_t at = end ? (size_t)(end - body) : 0;
     if (root) /* only whitespace may follow the value */
-        while (at < n && strchr(" \t\r\n", body[at])) at++;
+        while (at < n && is_ws(body[at])) at++;
     if (!root || at < n) {
         cJSON_Delete(root);
-        if (!root && looks_truncated(body, n)) {
+        if (!root && looks_truncated(body, n, at)) {
             err_set("truncated JSON: the body ends after %zu bytes inside an unfinished value", n);
         } else {
             char ex[40];
@@ -484,7 +506,7 @@ enum llm_status llm_check_reply(struct llm_response *r, const struct llm_effecti
     size_t n = strlen(r->content);
     cJSON *j = cJSON_ParseWithLengthOpts(r->content, n, &end, 0);
     size_t at = end ? (size_t)(end - r->content) : 0;
-    while (j && at < n && strchr(" \t\r\n", r->content[at])) at++;
+    while (j && at < n && is_ws(r->content[at])) at++;
     if (j && at == n) {
         r->json = j;
         return LLM_OK;
