@@ -103,6 +103,10 @@ static const struct cfg_entry schema[] = {
     {"extract.n_random", CFG_INT, "10", 0, 100000, NULL, "random windows per feature for scoring"},
     {"extract.n_quantile", CFG_INT, "0", 0, 100000, NULL,
      "activation-quantile windows per feature for scoring (0 = none)"},
+    {"extract.quantile_bands", CFG_INT, "5", 1, 1000, NULL,
+     "equal-count bands of a feature's nonzero activations the quantile windows are spread over"},
+    {"extract.batch", CFG_INT, "0", 0, 65536, NULL,
+     "sequences per forward pass during extraction (0 = about 2048 tokens)"},
 
     /* interpretability protocol */
     {"interp.prompts", CFG_PATH, "\"prompts\"", NONE, "prompt template directory"},
