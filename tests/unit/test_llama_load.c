@@ -11,6 +11,7 @@
 
 #include "io/atomic.h"
 #include "model/llama.h"
+#include "model/lm.h"
 #include "util/error.h"
 
 #define STORIES "models/stories260K/stories260K.bin"
@@ -309,6 +310,59 @@ static void test_input_gradient_matches_finite_differences(void **state) {
     free(dir);
 }
 
+/* lm.h loads a .bin as Llama and its calls land here: same logits as calling
+ * llama.c directly, CE from lm_batch_ce matching the logits, and parameter
+ * gradients refused. */
+static void test_lm_interface_dispatches_to_llama(void **state) {
+    (void)state;
+    char *dir = test_tmpdir("llama_lm");
+    char *path = path_join(dir, "m.bin");
+    write_tiny(path, tiny_hdr);
+    struct lm *lm = NULL;
+    if (lm_load(path, &lm)) fail_msg("lm_load: %s", err_msg());
+    assert_int_equal(lm->cfg.arch, LM_LLAMA);
+    int B = 2, T = 6, N = B * T, C = 8, V = 11;
+    int32_t tok[12] = {1, 5, 9, 2, 2, 7, 1, 10, 0, 4, 3, 6};
+    struct lm_acts *a = lm_acts_new(lm, B, T, true);
+    assert_non_null(a);
+    double ce_sum;
+    int64_t n_pred;
+    assert_int_equal(lm_batch_ce(lm, a, tok, &ce_sum, &n_pred), 0);
+    assert_int_equal(n_pred, B * (T - 1));
+    float *logits = malloc(N * V * sizeof *logits);
+    assert_int_equal(lm_unembed(lm, a->lnf, N, logits), 0);
+    double want = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) {
+            const float *row = logits + (size_t)(b * T + t) * V;
+            double z = 0;
+            for (int v = 0; v < V; v++)
+                z += exp(row[v]);
+            want += log(z) - row[tok[b * T + t + 1]];
+        }
+    assert_true(fabs(ce_sum - want) < 1e-4 * fabs(want));
+
+    struct lm_acts d = {.B = B, .T = T, .save_for_backward = false};
+    assert_int_equal(llama_acts_init(lm, &d), 0);
+    assert_int_equal(llama_embed(lm, &d, tok), 0);
+    assert_int_equal(llama_blocks_forward(lm, &d, 0, 2), 0);
+    assert_int_equal(llama_final_norm(lm, &d), 0);
+    assert_memory_equal(d.lnf, a->lnf, N * C * sizeof(float));
+    llama_acts_release(&d);
+
+    float *g = calloc(N * C, sizeof *g);
+    int dummy;
+    assert_int_equal(lm_blocks_backward(lm, a, 0, 2, g, NULL, &dummy), -1);
+    assert_int_equal(lm_blocks_backward(lm, a, 0, 2, g, NULL, NULL), 0);
+    free(g);
+    free(logits);
+    lm_acts_free(a);
+    lm_free(lm);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_truncated_and_oversized_files_are_errors),
@@ -317,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_nonfinite_weight_names_the_tensor),
         cmocka_unit_test(test_api_misuse_is_an_error),
         cmocka_unit_test(test_input_gradient_matches_finite_differences),
+        cmocka_unit_test(test_lm_interface_dispatches_to_llama),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
