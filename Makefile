@@ -14,10 +14,12 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgsl -lm -lpthread
 VERSION  := 0.1.0
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
+SAN      ?=
 CFLAGS   ?= $(OPT) $(ARCH) -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -Isrc $(PKG_CFLAGS) \
+CFLAGS   += $(SAN) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -Isrc $(PKG_CFLAGS) \
             -DAUTOINTERP_VERSION='"$(VERSION)"'
 LDLIBS   += $(PKG_LIBS)
+LDFLAGS  += $(SAN)
 
 BUILD    ?= build
 LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/main.c' | sort)
@@ -76,9 +78,8 @@ demo: $(BIN)
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer, in a
 # separate build tree so the optimised objects are left alone.
 asan:
-	$(MAKE) BUILD=build-asan BIN=build-asan/autointerp \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" test
+	$(MAKE) BUILD=build-asan BIN=build-asan/autointerp OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 format:
 	clang-format -i $$(find src tests -name '*.c' -o -name '*.h' | grep -v node_modules)
