@@ -4,10 +4,10 @@
  *
  * What it owns. The statistic is always a mean (or a difference of two means),
  * so a bootstrap resample costs n index draws and a sum: no per-resample sort,
- * no per-resample allocation. The B resampled statistics are sorted once and
- * every interval endpoint is read from that sorted array with linear
- * interpolation (numpy's default `percentile` rule, which GSL's
- * gsl_stats_quantile_from_sorted_data also uses).
+ * no per-resample allocation. Every interval endpoint is the quantile of the
+ * B resampled statistics with linear interpolation between order statistics
+ * at (B - 1) q (numpy's default `percentile` rule, also GSL's
+ * gsl_stats_quantile_from_sorted_data), found by selection rather than a sort.
  *
  * Intervals, following scipy.stats.bootstrap (1.10) so results can be checked
  * against it:
@@ -36,10 +36,10 @@
  * is all GSL uses, and c). Chunks are shared among n_threads threads, and as each
  * chunk has its own generator and its own slice of the output, the result
  * depends only on (data, seed, B, level), not on the thread count or machine.
- * The result records the seed, B and level it used. Each 32-bit generator word
- * is turned into several indices (the base-n digits of an exactly uniform
+ * The result records the seed, B and level it used. Pairs of generator outputs
+ * are turned into several indices (the base-n digits of an exactly uniform
  * integer, see struct sampler in bootstrap.c), so a resample of n = 200 values
- * costs about 67 generator calls.
+ * costs about 52 generator calls, not 200.
  *
  * Degenerate input: n < 2, a non-finite value, B == 0 or a level outside (0,1)
  * is an error (err_set, return -1) naming the index or field. Constant data
@@ -125,7 +125,7 @@ double boot_accel_diff(const double *a, size_t na, const double *b, size_t nb);
 uint32_t boot_chunk_seed(unsigned long seed, size_t chunk);
 
 /* Fill the interval fields of out (se, pct_*, bca_*, z0, accel, degenerate)
- * from the B bootstrap statistics theta_b, which are SORTED IN PLACE, the
+ * from the B bootstrap statistics theta_b (REORDERED in place), the
  * observed statistic and the acceleration. Fails when BCa is undefined (the
  * observed statistic lies outside the bootstrap distribution). */
 int boot_intervals(double *theta_b, size_t B, double estimate, double accel, double level,
