@@ -22,6 +22,8 @@ struct entry {
 
 static const struct entry commands[] = {
     {"tokenize", cmd_tokenize, "turn text files into an HDF5 token dataset"},
+    {"lm-train", cmd_lm_train, "train a small GPT-2 from scratch (Hugging Face layout out)"},
+    {"lm-eval", cmd_lm_eval, "cross-entropy, perplexity and speed of a model on tokens"},
     {"inspect", cmd_inspect, "summarise any file autointerp reads or writes"},
     {"config", cmd_config, "check a config and print it fully resolved"},
 };
