@@ -146,6 +146,26 @@ static void test_cli_config_check(void **state) {
     free(dir);
 }
 
+/* The README's reference is generated from the schema; this keeps it current. */
+static void test_readme_documents_every_key(void **state) {
+    (void)state;
+    FILE *f = fopen("README.md", "rb");
+    if (!f) skip_because("README.md not found from the working directory");
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    int count;
+    const struct cfg_entry *s = config_schema(&count);
+    for (int i = 0; i < count; i++) {
+        char row[256];
+        snprintf(row, sizeof row, "| `%s` |", s[i].key);
+        if (!strstr(buf, row))
+            fail_msg("README.md lacks config key %s: regenerate with `bin/autointerp config schema`",
+                     s[i].key);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_name_the_key),
@@ -154,6 +174,7 @@ int main(void) {
         cmocka_unit_test(test_hash_ignores_key_order),
         cmocka_unit_test(test_ready_configs_validate),
         cmocka_unit_test(test_cli_config_check),
+        cmocka_unit_test(test_readme_documents_every_key),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
