@@ -68,6 +68,7 @@ void cli_apply_threads(int threads);
 int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
 int cmd_lm_train(int argc, char **argv);
 int cmd_lm_eval(int argc, char **argv);
 

@@ -8,6 +8,8 @@
  *     window, offset (position of the max-activating token in a top window),
  *     top_k, n_random, n_quantile, n_explain, n_score_top, seed,
  *     n_tokens_scanned, d_sae, n_alive,
+ *     inputs_hash (extract's digest of its settings and input files: a rerun with
+ *                  the same one skips the SAE),
  *     complete = 1   (written last: a file without it is never read as complete)
  *   /density        [d_sae] float64  fraction of scanned tokens where the feature is > 0
  *   /max_activation [d_sae] float32  maximum over scanned tokens
