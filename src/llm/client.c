@@ -491,23 +491,35 @@ static void wipe_headers(struct curl_slist *h) {
     curl_slist_free_all(h);
 }
 
+/* Append one header line; on failure the whole list is freed and NULL kept. */
+static void add_header(struct curl_slist **h, const char *line) {
+    if (!*h) return;
+    struct curl_slist *t = curl_slist_append(*h, line);
+    if (!t) {
+        wipe_headers(*h);
+        err_set("llm: out of memory building request headers");
+    }
+    *h = t;
+}
+
+/* The request's headers, the Authorization line last; NULL when out of memory. */
 static struct curl_slist *build_headers(const struct llm_client *c, bool json_body) {
-    struct curl_slist *h = NULL, *t;
-    if (json_body) h = curl_slist_append(h, "Content-Type: application/json");
-    h = h ? curl_slist_append(h, "Accept: application/json") : NULL;
-    h = h ? curl_slist_append(h, "Expect:") : NULL;
-    for (int i = 0; h && i < c->cfg.n_headers; i++) h = curl_slist_append(h, c->cfg.headers[i]);
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (json_body) add_header(&h, "Content-Type: application/json");
+    add_header(&h, "Expect:");
+    for (int i = 0; i < c->cfg.n_headers; i++) add_header(&h, c->cfg.headers[i]);
     const char *key = api_key(c);
     if (h && key) {
         size_t n = strlen(key) + 32;
         char *line = xmalloc(n);
-        if (!line) return h;
+        if (!line) {
+            wipe_headers(h);
+            return NULL;
+        }
         snprintf(line, n, "Authorization: Bearer %s", key);
-        t = curl_slist_append(h, line);
+        add_header(&h, line);
         memset(line, 0, n);
         free(line);
-        if (!t) wipe_headers(h);
-        h = t;
     }
     return h;
 }
@@ -526,6 +538,10 @@ static void send_job(struct batch *b, struct job *j, double now) {
     x->errbuf[0] = 0;
     if (x->buf) x->buf[0] = 0;
     x->headers = build_headers(c, true);
+    if (!x->headers) {
+        finish(b, j, LLM_ERR_LOCAL, "out of memory building request headers");
+        return;
+    }
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, c->url[j->req->api ? 1 : 0]);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
@@ -915,6 +931,11 @@ int llm_list_models(struct llm_client *c, char ***ids, int *n) {
         return -1;
     }
     x.headers = build_headers(c, false);
+    if (!x.headers) {
+        curl_easy_cleanup(x.easy);
+        free(url);
+        return -1;
+    }
     curl_easy_setopt(x.easy, CURLOPT_URL, url);
     curl_easy_setopt(x.easy, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(x.easy, CURLOPT_HTTPHEADER, x.headers);

@@ -176,6 +176,9 @@ def completion_logprobs(prompt_toks, gen_toks, top_n, echo):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, the body would wait
+    # for the client's delayed ACK (40 ms) on every keep-alive reply
+    disable_nagle_algorithm = True
     server_version = "openai-test/1"
 
     def log_message(self, fmt, *a):  # quiet
