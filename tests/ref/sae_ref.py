@@ -22,6 +22,10 @@ Modes (all write DIR/<name>.h5, default ref.h5; e2e also the model in DIR/<name>
   e2e     --layer --lam --kl-coeff --ds-coeff [--sparse]
           weights, tokens, e2e and e2e_ds losses and gradients (and local at the
           same hook, from the model's activations)
+  metrics --layer --context --n-windows   evaluation metrics (metrics.h) of a random
+          SAE with dead features over a random token set, written as an autointerp
+          token dataset DIR/<name>_tokens.h5: attributes l0, alive, ce_orig, ce_sae,
+          kl, mse, explained_variance; datasets feature_density, mse_downstream
 
 usage: sae_ref.py MODE --out DIR [options]
        sae_ref.py multi --out DIR "MODE --name A [options]" "MODE --name B ..."
@@ -267,7 +271,7 @@ def mode_e2e(a):
 
 def parser():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["local", "e2e"])
+    ap.add_argument("mode", choices=["local", "e2e", "metrics"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="ref", help="output file DIR/<name>.h5")
     ap.add_argument("--seed", type=int, default=0)
@@ -279,7 +283,70 @@ def parser():
     ap.add_argument("--kl-coeff", type=float, default=0.5)
     ap.add_argument("--ds-coeff", type=float, default=2.5)
     ap.add_argument("--sparse", action="store_true")
+    ap.add_argument("--context", type=int, default=16)
+    ap.add_argument("--n-windows", type=int, default=13)
     return ap
+
+
+def write_token_dataset(path, ids, V):
+    """A token dataset in autointerp's layout (src/tok/dataset.h)."""
+    with h5py.File(path, "w") as h:
+        h.create_dataset("tokens", data=np.asarray(ids, dtype=np.uint16))
+        h.create_dataset("doc_offsets", data=np.array([0, len(ids)], dtype=np.int64))
+        h.attrs["format"] = "autointerp-tokens"
+        h.attrs["format_version"] = np.int64(1)
+        h.attrs["tokenizer"] = "random"
+        h.attrs["vocab_size"] = np.int64(V)
+        h.attrs["eot_id"] = np.int64(-1)
+        h.attrs["bos_id"] = np.int64(-1)
+        h.attrs["n_tokens"] = np.int64(len(ids))
+        h.attrs["n_documents"] = np.int64(1)
+        h.attrs["sources"] = "sae_ref.py"
+
+
+def mode_metrics(a):
+    """Metrics over consecutive windows of a.context tokens (every whole window)."""
+    L, C, NH, V, P = 3, 32, 4, 97, 32
+    T, n_win = a.context, a.n_windows
+    gen = torch.Generator().manual_seed(a.seed)
+    mp = make_gpt2(gen, L, C, NH, V, P)
+    write_gpt2(os.path.join(a.out, a.name + "_model"), mp, L, C, NH, V, P)
+    ids = torch.randint(0, V, (n_win * T + T // 2,), generator=gen)
+    write_token_dataset(os.path.join(a.out, a.name + "_tokens.h5"), ids.numpy(), V)
+    tokens = ids[: n_win * T].reshape(n_win, T)
+    resid = resid_stream(mp, tokens, L, NH)
+    x = resid[a.layer]
+    p = random_sae(gen, C, a.d_sae)
+    p["b_enc"][::4] = -1e3  # a quarter of the features never fire
+    p = f32(p)
+    with torch.no_grad():
+        c, xh = sae_forward(p, x)
+        ds = run_from(mp, xh, a.layer, L, NH)
+        lo = torch.log_softmax(logits_of(mp, resid[L]), -1)
+        ls = torch.log_softmax(logits_of(mp, ds[L]), -1)
+        nxt = tokens[:, 1:]
+        ce_o = -lo[:, :-1].gather(-1, nxt[..., None]).mean()
+        ce_s = -ls[:, :-1].gather(-1, nxt[..., None]).mean()
+        kl = (lo.exp() * (lo - ls)).sum(-1).mean()
+        xf, xhf = x.reshape(-1, C), xh.reshape(-1, C)
+        sse = ((xhf - xf) ** 2).sum()
+        sst = ((xf - xf.mean(0)) ** 2).sum()
+        counts = (c > 0).reshape(-1, a.d_sae).sum(0)
+        n = xf.shape[0]
+    with h5py.File(os.path.join(a.out, a.name + ".h5"), "w") as h:
+        write_sae(h, p)
+        h.attrs["layer"] = a.layer
+        h.attrs["context"] = T
+        h.attrs["l0"] = float(counts.sum() / n)
+        h.attrs["alive"] = int((counts > 0).sum())
+        h.attrs["ce_orig"] = float(ce_o)
+        h.attrs["ce_sae"] = float(ce_s)
+        h.attrs["kl"] = float(kl)
+        h.attrs["mse"] = float(sse / (n * C))
+        h.attrs["explained_variance"] = float(1 - sse / sst)
+        h.create_dataset("feature_density", data=(counts.double() / n).numpy())
+        h.create_dataset("mse_downstream", data=np.array(
+            [float(((ds[k] - resid[k]) ** 2).mean()) for k in range(a.layer + 1, L + 1)]))
 
 
 def main():
@@ -297,7 +364,7 @@ def main():
             args = args + ["--out", out]
         a = parser().parse_args(args)
         os.makedirs(a.out, exist_ok=True)
-        {"local": mode_local, "e2e": mode_e2e}[a.mode](a)
+        {"local": mode_local, "e2e": mode_e2e, "metrics": mode_metrics}[a.mode](a)
         print("ok", a.mode, a.name)
 
 
