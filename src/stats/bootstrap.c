@@ -128,6 +128,8 @@ static int resolve_opts(const struct boot_opts *opts, struct boot_ci *out) {
     out->n_threads = opts ? opts->n_threads : 0;
     if (!(out->level > 0.0 && out->level < 1.0))
         return err_set("bootstrap: level must be in (0,1), got %g", out->level);
+    if (out->n_resamples > SIZE_MAX / (4 * sizeof(double)))
+        return err_set("bootstrap: n_resamples %zu is too large for memory", out->n_resamples);
     return 0;
 }
 

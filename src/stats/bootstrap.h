@@ -41,11 +41,18 @@
  * integer, see struct sampler in bootstrap.c), so a resample of n = 200 values
  * costs about 52 generator calls, not 200.
  *
- * Degenerate input: n < 2, a non-finite value, B == 0 or a level outside (0,1)
+ * Degenerate input: n < 2, a non-finite value, B == 1 or a level outside (0,1)
  * is an error (err_set, return -1) naming the index or field. Constant data
  * (every bootstrap statistic equals the estimate) is not an error: the result
  * has degenerate = 1 and every endpoint equal to the estimate, se = z0 = a = 0
- * (scipy returns NaN for BCa there). No field of a successful result is NaN.
+ * (scipy returns NaN for BCa there). BCa is undefined when the observed
+ * statistic lies outside the whole bootstrap distribution (z0 infinite; not
+ * seen with non-constant data and B in the thousands): that is an error too.
+ * No field of a successful result is NaN.
+ *
+ * Threads: every function is reentrant (no global state; err_* is
+ * thread-local). gsl_rng_alloc reports out-of-memory through GSL's error
+ * handler, which aborts unless the program called gsl_set_error_handler_off().
  */
 #ifndef AUTOINTERP_STATS_BOOTSTRAP_H
 #define AUTOINTERP_STATS_BOOTSTRAP_H

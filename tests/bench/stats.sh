@@ -29,7 +29,9 @@ run_to "$tmp/c.txt" "$bin" boot "$tmp" "$B" || exit 1
 if /usr/bin/python3 -c 'import numpy, scipy' 2>/dev/null; then
     run_to "$tmp/py.txt" /usr/bin/python3 tests/bench/stats_ref.py boot "$tmp" "$B" || exit 1
     c=$(field c_seconds "$tmp/c.txt"); c1=$(field c_seconds_1thread "$tmp/c.txt"); py=$(field scipy_seconds "$tmp/py.txt")
-    echo "bootstrap: C $c s ($(nproc) CPUs), C $c1 s (1 thread), scipy $py s: scipy/C = $(ratio "$py" "$c")x ($(ratio "$py" "$c1")x single-threaded)"
+    cc=$(field c_cpu_seconds "$tmp/c.txt"); pyc=$(field scipy_cpu_seconds "$tmp/py.txt")
+    echo "bootstrap wall time: C $c s ($(nproc) CPUs), C $c1 s (1 thread), scipy $py s: scipy/C = $(ratio "$py" "$c")x ($(ratio "$py" "$c1")x single-threaded)"
+    echo "bootstrap CPU time: C $cc s, scipy $pyc s: scipy/C = $(ratio "$pyc" "$cc")x (load average $(cut -d' ' -f1 /proc/loadavg) during the run)"
 else
     echo "skip scipy side: /usr/bin/python3 lacks numpy or scipy"
 fi

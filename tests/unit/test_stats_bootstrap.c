@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -376,6 +377,9 @@ static void test_degenerate_inputs(void **state) {
     o.n_resamples = 1;
     assert_int_equal(boot_mean_ci(ok, 3, &o, &c), -1);
     assert_non_null(strstr(err_msg(), "resamples"));
+    o.n_resamples = SIZE_MAX / 2;
+    assert_int_equal(boot_mean_ci(ok, 3, &o, &c), -1);
+    assert_non_null(strstr(err_msg(), "n_resamples"));
 }
 
 /* The closed-form jackknife equals leave-one-out recomputation (done here by
