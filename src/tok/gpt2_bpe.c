@@ -633,7 +633,7 @@ const char *gpt2_bpe_token_bytes(const struct gpt2_bpe *g, int32_t id, size_t *l
 }
 
 /* Plain concatenation of token bytes; an id out of range is an error. */
-char *gpt2_bpe_decode(const struct gpt2_bpe *g, const int32_t *ids, size_t n) {
+char *gpt2_bpe_decode(const struct gpt2_bpe *g, const int32_t *ids, size_t n, size_t *out_len) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= g->vocab.n) {
@@ -653,5 +653,6 @@ char *gpt2_bpe_decode(const struct gpt2_bpe *g, const int32_t *ids, size_t n) {
         k += len;
     }
     out[k] = 0;
+    *out_len = k;
     return out;
 }

@@ -343,7 +343,8 @@ static const char *decoded_piece(const struct llama2c_tok *t, const int32_t *ids
     return p;
 }
 
-char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n) {
+char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n,
+                         size_t *out_len) {
     size_t total = 0, len;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab.n) {
@@ -363,5 +364,6 @@ char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t
         k += len;
     }
     out[k] = 0;
+    *out_len = k;
     return out;
 }

@@ -192,7 +192,13 @@ const char *tokenizer_token_bytes(const struct tokenizer *tok, int32_t id, size_
     return llama2c_tok_token_bytes(tok->llama, id, len);
 }
 
+char *tokenizer_decode_len(const struct tokenizer *tok, const int32_t *ids, size_t n,
+                           size_t *len) {
+    if (tok->kind == TOKENIZER_GPT2) return gpt2_bpe_decode(tok->gpt2, ids, n, len);
+    return llama2c_tok_decode(tok->llama, ids, n, len);
+}
+
 char *tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n) {
-    if (tok->kind == TOKENIZER_GPT2) return gpt2_bpe_decode(tok->gpt2, ids, n);
-    return llama2c_tok_decode(tok->llama, ids, n);
+    size_t len;
+    return tokenizer_decode_len(tok, ids, n, &len);
 }

@@ -45,4 +45,9 @@ const char *tokenizer_token_bytes(const struct tokenizer *tok, int32_t id, size_
 /* Decode a sequence into a malloc'd NUL-terminated byte string. */
 char *tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n);
 
+/* The same, also giving the byte length (decoded text may contain NUL bytes).
+ * NULL (with the error set) for an id out of range. */
+char *tokenizer_decode_len(const struct tokenizer *tok, const int32_t *ids, size_t n,
+                           size_t *len);
+
 #endif

@@ -114,7 +114,7 @@ int gpt2_bpe_eot_id(const struct gpt2_bpe *g);
 int gpt2_bpe_encode(const struct gpt2_bpe *g, const char *text, size_t len, int32_t **ids,
                     size_t *n, size_t *cap);
 const char *gpt2_bpe_token_bytes(const struct gpt2_bpe *g, int32_t id, size_t *len);
-char *gpt2_bpe_decode(const struct gpt2_bpe *g, const int32_t *ids, size_t n);
+char *gpt2_bpe_decode(const struct gpt2_bpe *g, const int32_t *ids, size_t n, size_t *len);
 
 /* llama2c_tok.c */
 struct llama2c_tok *llama2c_tok_load(const char *path);
@@ -123,6 +123,7 @@ int llama2c_tok_vocab_size(const struct llama2c_tok *t);
 int llama2c_tok_encode(const struct llama2c_tok *t, const char *text, size_t len, int32_t **ids,
                        size_t *n, size_t *cap);
 const char *llama2c_tok_token_bytes(const struct llama2c_tok *t, int32_t id, size_t *len);
-char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n);
+char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n,
+                         size_t *len);
 
 #endif
