@@ -109,18 +109,31 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
         const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
         float *dx = dinp + (size_t)i * C;
         float m = mean[i], s = rstd[i];
-        for (int j = 0; j < C; j++) dnorm[j] = dy[j] * weight[j];
-        float dnorm_mean = vsum(dnorm, C) / C;
-        /* mean of dnorm·norm, with norm = (x - m)·s */
-        float dn_norm = (vdot(dnorm, x, C) - m * vsum(dnorm, C)) * s / C;
-        for (int j = 0; j < C; j++) {
+        /* dnorm = dy·w, and in the same pass Σ dnorm and Σ dnorm·(x - m) */
+        v8f sa = {0}, sb = {0};
+        int j = 0;
+        for (; j + 8 <= C; j += 8) {
+            v8f dn = v8_load(dy + j) * v8_load(weight + j);
+            v8_store(dnorm + j, dn);
+            sa += dn;
+            sb += dn * (v8_load(x + j) - m);
+        }
+        float sum_dn = v8_hsum(sa), sum_dnx = v8_hsum(sb);
+        for (; j < C; j++) {
+            dnorm[j] = dy[j] * weight[j];
+            sum_dn += dnorm[j];
+            sum_dnx += dnorm[j] * (x[j] - m);
+        }
+        float dnorm_mean = sum_dn / C;
+        float dn_norm = sum_dnx * s / C; /* mean of dnorm·norm, norm = (x - m)·s */
+        for (j = 0; j < C; j++) {
             float norm = (x[j] - m) * s;
             dx[j] += s * (dnorm[j] - dnorm_mean - norm * dn_norm);
         }
         if (dweight)
-            for (int j = 0; j < C; j++) dweight[j] += dy[j] * (x[j] - m) * s;
+            for (j = 0; j < C; j++) dweight[j] += dy[j] * (x[j] - m) * s;
         if (dbias)
-            for (int j = 0; j < C; j++) dbias[j] += dy[j];
+            for (j = 0; j < C; j++) dbias[j] += dy[j];
     }
 }
 

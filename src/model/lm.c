@@ -171,32 +171,59 @@ int lm_embed_backward(const struct lm *lm, struct lm_acts *acts, const float *d_
 /* Rows of logits computed at once by lm_batch_ce: 64 × 50257 floats is 13 MB. */
 #define CE_CHUNK_ROWS 64
 
-double lm_logsumexp(const float *x, int n) {
-    if (n <= 0) return -INFINITY;
+static float row_max(const float *x, int n) {
     float m = x[0];
     int i = 0;
     if (n >= 8) {
         v8f a = v8_load(x);
-        for (i = 8; i + 8 <= n; i += 8) {
-            v8f v = v8_load(x + i);
-            a = v8_max(a, v);
-        }
+        for (i = 8; i + 8 <= n; i += 8) a = v8_max(a, v8_load(x + i));
         for (int k = 0; k < 8; k++) m = a[k] > m ? a[k] : m;
     }
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    if (!isfinite(m)) return m;
-    /* exp(x - m) in float, 8 lanes per block of 1024, blocks summed in double */
+    return m;
+}
+
+/* Σ exp(x[i] - m): float exponentials, 8 lanes per block of 1024, blocks summed in
+ * double; with out != NULL the exponentials are also stored there. */
+static double sum_exp(const float *x, int n, float m, float *out) {
     double total = 0.0;
     for (int b0 = 0; b0 < n; b0 += 1024) {
         int b1 = n - b0 < 1024 ? n : b0 + 1024;
         v8f lanes = {0};
         int j = b0;
-        for (; j + 8 <= b1; j += 8) lanes += model_expf8(v8_load(x + j) - m);
+        for (; j + 8 <= b1; j += 8) {
+            v8f e = model_expf8(v8_load(x + j) - m);
+            if (out) v8_store(out + j, e);
+            lanes += e;
+        }
         float s = v8_hsum(lanes);
-        for (; j < b1; j++) s += model_expf(x[j] - m);
+        for (; j < b1; j++) {
+            float e = model_expf(x[j] - m);
+            if (out) out[j] = e;
+            s += e;
+        }
         total += s;
     }
-    return (double)m + log(total);
+    return total;
+}
+
+double lm_logsumexp(const float *x, int n) {
+    if (n <= 0) return -INFINITY;
+    float m = row_max(x, n);
+    if (!isfinite(m)) return m;
+    return (double)m + log(sum_exp(x, n, m, NULL));
+}
+
+double lm_softmax(float *x, int n, float scale) {
+    if (n <= 0) return -INFINITY;
+    float m = row_max(x, n);
+    if (!isfinite(m)) return m;
+    double sum = sum_exp(x, n, m, x);
+    float k = (float)(scale / sum);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) v8_store(x + j, v8_load(x + j) * k);
+    for (; j < n; j++) x[j] *= k;
+    return (double)m + log(sum);
 }
 
 int lm_batch_ce(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens, double *ce_sum,

@@ -113,6 +113,9 @@ int lm_batch_ce(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens
 /* log Σ_i exp(x[i]) over n values: vectorised float exponentials (relative error
  * about 1e-7 each), summed per block in double. For CE and KL over a vocabulary. */
 double lm_logsumexp(const float *x, int n);
+/* In place: x = scale · softmax(x) (one exponential per element); returns the
+ * log-sum-exp of the original x. For CE and KL gradients over a vocabulary. */
+double lm_softmax(float *x, int n, float scale);
 
 /* Hook names: "blocks.L.hook_resid_pre" (resid index L) or "blocks.L.hook_resid_post"
  * (index L+1; blocks.{n_layer-1}.hook_resid_post is the last), 0 <= L < n_layer;

@@ -197,14 +197,12 @@ static double ce_rows(struct trainer *tr, int r0, int nr, const int32_t *y, doub
     double sum = 0;
     for (int i = 0; i < nr; i++) {
         float *row = tr->logits + (size_t)i * V;
-        double lse = lm_logsumexp(row, V);
-        sum += lse - row[y[r0 + i]];
+        float target = row[y[r0 + i]];
         if (scale > 0) {
-            float s = (float)scale, shift = (float)lse;
-            int j = 0;
-            for (; j + 8 <= V; j += 8) v8_store(row + j, model_expf8(v8_load(row + j) - shift) * s);
-            for (; j < V; j++) row[j] = model_expf(row[j] - shift) * s;
-            row[y[r0 + i]] -= s;
+            sum += lm_softmax(row, V, (float)scale) - target;
+            row[y[r0 + i]] -= (float)scale;
+        } else {
+            sum += lm_logsumexp(row, V) - target;
         }
     }
     if (scale > 0)
