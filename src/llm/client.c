@@ -46,8 +46,8 @@ struct job;
 /* One HTTP attempt's slot. */
 struct xfer {
     CURL *easy;
-    struct job *job;          /* NULL when the slot is free */
-    char *buf;                /* response body, NUL-terminated */
+    struct job *job; /* NULL when the slot is free */
+    char *buf;       /* response body, NUL-terminated */
     size_t n, cap;
     bool too_big;
     struct curl_slist *headers;
@@ -59,8 +59,8 @@ struct llm_client {
     struct llm_endpoint_config cfg; /* strings point at copies in owned[] */
     char **owned;
     int n_owned;
-    char *url[2];                   /* by enum llm_api */
-    char *path[2];                  /* URL paths, for keys and messages */
+    char *url[2];  /* by enum llm_api */
+    char *path[2]; /* URL paths, for keys and messages */
     bool custom;
     struct llm_provider provider;
     CURLM *multi;
@@ -70,7 +70,7 @@ struct llm_client {
     struct llm_budget own_budget, *budget;
     struct llm_rate rate;
     uint64_t rng;
-    char *stop_reason;              /* sticky stop */
+    char *stop_reason; /* sticky stop */
     enum llm_status stop_status;
 };
 
@@ -175,7 +175,8 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud) {
             return 0;
         }
         size_t cap = x->cap ? x->cap : 16384;
-        while (cap < x->n + n + 1) cap *= 2;
+        while (cap < x->n + n + 1)
+            cap *= 2;
         char *b = realloc(x->buf, cap);
         if (!b) return 0;
         x->buf = b;
@@ -215,7 +216,8 @@ static int copy_config(struct llm_client *c, const struct llm_endpoint_config *c
     c->cfg.cache_dir = cfg->cache_dir && *cfg->cache_dir ? keep(c, cfg->cache_dir) : NULL;
     const char **h = xcalloc((size_t)(cfg->n_headers + 1), sizeof *h);
     if (!h) return -1;
-    for (int i = 0; i < cfg->n_headers; i++) h[i] = keep(c, cfg->headers[i]);
+    for (int i = 0; i < cfg->n_headers; i++)
+        h[i] = keep(c, cfg->headers[i]);
     c->cfg.headers = h;
     /* the array itself is owned through owned[] too, freed as a string */
     char **o = xrealloc(c->owned, sizeof *o * (size_t)(c->n_owned + 1));
@@ -228,7 +230,8 @@ static int copy_config(struct llm_client *c, const struct llm_endpoint_config *c
     if (!c->cfg.base_url || !c->cfg.model) return -1;
     /* base_url without a trailing slash, then the API suffix */
     size_t blen = strlen(c->cfg.base_url);
-    while (blen > 0 && c->cfg.base_url[blen - 1] == '/') blen--;
+    while (blen > 0 && c->cfg.base_url[blen - 1] == '/')
+        blen--;
     for (int api = 0; api < 2; api++) {
         c->url[api] = fmt_dup("%.*s%s", (int)blen, c->cfg.base_url, llm_api_suffix(api));
         if (!c->url[api] || !(c->path[api] = xstrdup(llm_url_path(c->url[api])))) return -1;
@@ -315,7 +318,8 @@ void llm_client_free(struct llm_client *c) {
     free(c->slots);
     if (c->multi) curl_multi_cleanup(c->multi);
     llm_rate_free(&c->rate);
-    for (int i = 0; i < c->n_owned; i++) free(c->owned[i]);
+    for (int i = 0; i < c->n_owned; i++)
+        free(c->owned[i]);
     free(c->owned);
     for (int api = 0; api < 2; api++) {
         free(c->url[api]);
@@ -325,12 +329,18 @@ void llm_client_free(struct llm_client *c) {
     free(c);
 }
 
-const struct llm_stats *llm_client_stats(const struct llm_client *c) { return &c->stats; }
-const char *llm_client_stopped(const struct llm_client *c) { return c->stop_reason; }
+const struct llm_stats *llm_client_stats(const struct llm_client *c) {
+    return &c->stats;
+}
+const char *llm_client_stopped(const struct llm_client *c) {
+    return c->stop_reason;
+}
 void llm_client_share_budget(struct llm_client *c, struct llm_budget *b) {
     c->budget = b ? b : &c->own_budget;
 }
-const struct llm_budget *llm_client_budget(const struct llm_client *c) { return c->budget; }
+const struct llm_budget *llm_client_budget(const struct llm_client *c) {
+    return c->budget;
+}
 
 void llm_result_free(struct llm_result *r) {
     if (!r) return;
@@ -419,7 +429,8 @@ static int prepare(struct batch *b, struct job *j) {
     long prompt_est = llm_estimate_tokens(j->req, 0);
     j->est_tokens = prompt_est + j->eff.max_tokens;
     j->est_cost = (prompt_est * c->cfg.price_prompt_usd_per_mtok +
-                   j->eff.max_tokens * c->cfg.price_completion_usd_per_mtok) / 1e6;
+                   j->eff.max_tokens * c->cfg.price_completion_usd_per_mtok) /
+                  1e6;
     return 0;
 }
 
@@ -507,7 +518,8 @@ static struct curl_slist *build_headers(const struct llm_client *c, bool json_bo
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
     if (json_body) add_header(&h, "Content-Type: application/json");
     add_header(&h, "Expect:");
-    for (int i = 0; i < c->cfg.n_headers; i++) add_header(&h, c->cfg.headers[i]);
+    for (int i = 0; i < c->cfg.n_headers; i++)
+        add_header(&h, c->cfg.headers[i]);
     const char *key = api_key(c);
     if (h && key) {
         size_t n = strlen(key) + 32;
@@ -575,8 +587,8 @@ static void send_job(struct batch *b, struct job *j, double now) {
 static void drain(struct batch *b) {
     for (int k = 0; k < b->n_waiting; k++) {
         struct job *j = &b->jobs[b->waiting[k]];
-        char *why = fmt_dup("not retried: run stopped because %s; last attempt: %s",
-                            b->stop_reason, j->last_error ? j->last_error : "?");
+        char *why = fmt_dup("not retried: run stopped because %s; last attempt: %s", b->stop_reason,
+                            j->last_error ? j->last_error : "?");
         finish(b, j, b->stop_status, why ? why : b->stop_reason);
         free(why);
     }
@@ -633,7 +645,7 @@ static double start_requests(struct batch *b, double now) {
 struct outcome {
     enum llm_status status;
     bool retry, stop;
-    char *reason;      /* malloc'd, NULL when ok */
+    char *reason; /* malloc'd, NULL when ok */
     long used_tokens;
     double used_cost;
 };
@@ -664,8 +676,8 @@ static void transport_failure(struct batch *b, struct xfer *x, CURLcode rc, stru
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         o->status = LLM_ERR_TIMEOUT;
         o->retry = true;
-        o->reason = fmt_dup("no complete reply within timeout_ms %ld (%s)", b->c->cfg.timeout_ms,
-                            detail);
+        o->reason =
+            fmt_dup("no complete reply within timeout_ms %ld (%s)", b->c->cfg.timeout_ms, detail);
     } else {
         o->status = LLM_ERR_CONNECTION;
         o->retry = curl_retryable(rc);
@@ -695,14 +707,14 @@ static void reply(struct batch *b, struct job *j, const char *body, size_t n, st
     struct llm_response *r = &j->req->result.resp;
     o->used_tokens = r->prompt_tokens + r->completion_tokens;
     o->used_cost = (r->prompt_tokens * c->cfg.price_prompt_usd_per_mtok +
-                    r->completion_tokens * c->cfg.price_completion_usd_per_mtok) / 1e6;
+                    r->completion_tokens * c->cfg.price_completion_usd_per_mtok) /
+                   1e6;
     j->req->result.cost_usd = o->used_cost;
     c->stats.prompt_tokens += r->prompt_tokens;
     c->stats.completion_tokens += r->completion_tokens;
     c->stats.cost_usd += o->used_cost;
-    if (c->cfg.cache_dir &&
-        llm_cache_put(c->cfg.cache_dir, j->req->result.cache_key, "POST",
-                      c->path[j->req->api ? 1 : 0], j->body, body, n) != 0)
+    if (c->cfg.cache_dir && llm_cache_put(c->cfg.cache_dir, j->req->result.cache_key, "POST",
+                                          c->path[j->req->api ? 1 : 0], j->body, body, n) != 0)
         log_warn("llm: could not cache the reply to request %d: %s", j->index, err_msg());
 }
 
@@ -711,10 +723,9 @@ static void after_failure(struct batch *b, struct job *j, struct outcome *o, lon
                           double now) {
     struct llm_client *c = b->c;
     if (o->retry && !b->stop_reason && j->attempts <= c->cfg.max_retries) {
-        double delay_ms = retry_after_s > 0
-                              ? retry_after_s * 1000.0
-                              : llm_backoff_ms(j->attempts, c->cfg.backoff_base_ms,
-                                               c->cfg.backoff_max_ms, &c->rng);
+        double delay_ms = retry_after_s > 0 ? retry_after_s * 1000.0
+                                            : llm_backoff_ms(j->attempts, c->cfg.backoff_base_ms,
+                                                             c->cfg.backoff_max_ms, &c->rng);
         if (b->deadline > 0 && now + delay_ms / 1000 > b->deadline) {
             char *why = fmt_dup("%s; not retried: the next attempt (in %.1f s) would pass the "
                                 "deadline_ms %ld",
@@ -734,14 +745,13 @@ static void after_failure(struct batch *b, struct job *j, struct outcome *o, lon
         return;
     }
     if (o->retry && b->stop_reason) {
-        char *why = fmt_dup("not retried: run stopped because %s; last attempt: %s",
-                            b->stop_reason, o->reason);
+        char *why = fmt_dup("not retried: run stopped because %s; last attempt: %s", b->stop_reason,
+                            o->reason);
         finish(b, j, b->stop_status, why ? why : o->reason);
         free(why);
         return;
     }
-    char *why = o->retry ? fmt_dup("%s (gave up after %d attempts)", o->reason, j->attempts)
-                         : NULL;
+    char *why = o->retry ? fmt_dup("%s (gave up after %d attempts)", o->reason, j->attempts) : NULL;
     finish(b, j, o->status, why ? why : o->reason);
     free(why);
     if (o->stop) stop_batch(b, LLM_ERR_ABORTED, o->reason, true);
@@ -923,7 +933,8 @@ int llm_list_models(struct llm_client *c, char ***ids, int *n) {
     *n = 0;
     if (c->custom) return err_set("llm: provider %s has no model list", c->provider.name);
     size_t blen = strlen(c->cfg.base_url);
-    while (blen > 0 && c->cfg.base_url[blen - 1] == '/') blen--;
+    while (blen > 0 && c->cfg.base_url[blen - 1] == '/')
+        blen--;
     char *url = fmt_dup("%.*s/models", (int)blen, c->cfg.base_url);
     struct xfer x = {0};
     if (!url || setup_easy(c, &x) != 0) {

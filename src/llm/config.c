@@ -50,7 +50,8 @@ int llm_endpoint_config_check(const struct llm_endpoint_config *c) {
     if (range_l("deadline_ms", (double)c->deadline_ms, 0, 1e12) != 0) return -1;
     if (range_l("max_retries", c->max_retries, 0, 1000) != 0) return -1;
     if (range_l("backoff_base_ms", (double)c->backoff_base_ms, 0, 1e9) != 0) return -1;
-    if (range_l("backoff_max_ms", (double)c->backoff_max_ms, (double)c->backoff_base_ms, 1e9) != 0) return -1;
+    if (range_l("backoff_max_ms", (double)c->backoff_max_ms, (double)c->backoff_base_ms, 1e9) != 0)
+        return -1;
     if (range_l("rpm", c->rpm, 0, 1e9) != 0) return -1;
     if (range_l("tpm", c->tpm, 0, 1e15) != 0) return -1;
     if (range_l("rate_window_ms", (double)c->rate_window_ms, 1, 1e9) != 0) return -1;
@@ -58,7 +59,8 @@ int llm_endpoint_config_check(const struct llm_endpoint_config *c) {
     if (range_l("max_tokens_total", (double)c->max_tokens_total, 0, 1e18) != 0) return -1;
     if (range_l("max_cost_usd", c->max_cost_usd, 0, 1e12) != 0) return -1;
     if (range_l("price_prompt_usd_per_mtok", c->price_prompt_usd_per_mtok, 0, 1e9) != 0) return -1;
-    if (range_l("price_completion_usd_per_mtok", c->price_completion_usd_per_mtok, 0, 1e9) != 0) return -1;
+    if (range_l("price_completion_usd_per_mtok", c->price_completion_usd_per_mtok, 0, 1e9) != 0)
+        return -1;
     if (c->max_cost_usd > 0 && c->price_prompt_usd_per_mtok == 0 &&
         c->price_completion_usd_per_mtok == 0)
         return err_set("llm config: max_cost_usd is set but the model \"%s\" has no prices "
@@ -69,7 +71,7 @@ int llm_endpoint_config_check(const struct llm_endpoint_config *c) {
 
 const char *llm_status_name(enum llm_status s) {
     static const char *names[LLM_N_STATUS] = {
-        "ok",        "http_4xx",   "http_5xx",   "timeout", "connection", "bad_json", "api_error",
+        "ok",         "http_4xx",  "http_5xx",   "timeout", "connection", "bad_json", "api_error",
         "bad_output", "truncated", "prompt_cut", "budget",  "aborted",    "local"};
     return (unsigned)s < LLM_N_STATUS ? names[s] : "unknown";
 }

@@ -43,7 +43,8 @@ double llm_rate_wait(struct llm_rate *r, double now, long tokens) {
     }
     if (r->tpm > 0 && r->n > 0) {
         double sum = tokens;
-        for (int i = 0; i < r->n; i++) sum += at(r, i)->tokens;
+        for (int i = 0; i < r->n; i++)
+            sum += at(r, i)->tokens;
         /* drop the oldest starts until the rest plus this one fit (or none is left) */
         for (int i = 0; i < r->n && sum > r->tpm; i++) {
             sum -= at(r, i)->tokens;
@@ -61,7 +62,8 @@ long long llm_rate_record(struct llm_rate *r, double now, long tokens) {
         int cap = r->cap ? r->cap * 2 : 64;
         struct llm_rate_event *ev = xmalloc(sizeof *ev * (size_t)cap);
         if (!ev) return -1; /* out of memory: the start goes unrecorded */
-        for (int i = 0; i < r->n; i++) ev[i] = *at(r, i);
+        for (int i = 0; i < r->n; i++)
+            ev[i] = *at(r, i);
         free(r->ev);
         r->ev = ev;
         r->cap = cap;
@@ -86,7 +88,8 @@ uint64_t llm_rng_next(uint64_t *s) {
 }
 
 double llm_backoff_ms(int attempt, long base_ms, long max_ms, uint64_t *rng) {
-    double d = (double)base_ms * ldexp(1.0, attempt > 1 ? (attempt - 1 > 40 ? 40 : attempt - 1) : 0);
+    double d =
+        (double)base_ms * ldexp(1.0, attempt > 1 ? (attempt - 1 > 40 ? 40 : attempt - 1) : 0);
     if (d > (double)max_ms) d = (double)max_ms;
     double u = (double)(llm_rng_next(rng) >> 11) / 9007199254740992.0; /* [0,1) */
     return d / 2 + u * d / 2;

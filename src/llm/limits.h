@@ -16,8 +16,8 @@
 #include "llm/llm.h"
 
 struct llm_rate_event {
-    double t;      /* start, monotonic seconds */
-    long tokens;   /* estimate, then actual */
+    double t;    /* start, monotonic seconds */
+    long tokens; /* estimate, then actual */
 };
 
 struct llm_rate {

@@ -41,10 +41,11 @@
 /* ---- Configuration of one endpoint (flat; the config loader fills it) ---- */
 
 enum llm_format {
-    LLM_FORMAT_DEFAULT = 0,  /* in a request: use the config's; in a config: TEXT */
-    LLM_FORMAT_TEXT,         /* no response_format sent */
-    LLM_FORMAT_JSON_OBJECT,  /* response_format {"type":"json_object"} */
-    LLM_FORMAT_JSON_SCHEMA,  /* response_format {"type":"json_schema","json_schema":{name,schema,strict}} */
+    LLM_FORMAT_DEFAULT = 0, /* in a request: use the config's; in a config: TEXT */
+    LLM_FORMAT_TEXT,        /* no response_format sent */
+    LLM_FORMAT_JSON_OBJECT, /* response_format {"type":"json_object"} */
+    LLM_FORMAT_JSON_SCHEMA, /* response_format
+                               {"type":"json_schema","json_schema":{name,schema,strict}} */
 };
 
 struct llm_endpoint_config {
@@ -61,11 +62,11 @@ struct llm_endpoint_config {
     int n_headers;
 
     /* Sampling. */
-    double temperature;      /* default 0 */
-    int max_tokens;          /* completion token limit, default 256; must be >= 1 */
-    long long seed;          /* sent as "seed" when >= 0; default -1 (not sent) */
-    bool logprobs;           /* ask for per-token logprobs; default false */
-    int top_logprobs;        /* alternatives per token (0..20), default 0 = not sent */
+    double temperature; /* default 0 */
+    int max_tokens;     /* completion token limit, default 256; must be >= 1 */
+    long long seed;     /* sent as "seed" when >= 0; default -1 (not sent) */
+    bool logprobs;      /* ask for per-token logprobs; default false */
+    int top_logprobs;   /* alternatives per token (0..20), default 0 = not sent */
 
     /* Structured output (default TEXT). schema_json is the JSON text of the
      * schema, required for JSON_SCHEMA; schema_name defaults to "reply";
@@ -84,9 +85,9 @@ struct llm_endpoint_config {
     /* Retries of 429/408/409/5xx/timeouts/dropped connections. Attempt k (k >= 1)
      * waits Retry-After when the server sent one, otherwise a uniform draw from
      * [d/2, d] with d = min(backoff_max_ms, backoff_base_ms * 2^(k-1)). */
-    int max_retries;         /* retries after the first attempt, default 6 */
-    long backoff_base_ms;    /* default 500 */
-    long backoff_max_ms;     /* default 60000 */
+    int max_retries;      /* retries after the first attempt, default 6 */
+    long backoff_base_ms; /* default 500 */
+    long backoff_max_ms;  /* default 60000 */
 
     /* Rate limits over a sliding window (default a minute): no window holds more
      * than rpm request starts, nor more than tpm tokens (estimated when a request
@@ -96,12 +97,12 @@ struct llm_endpoint_config {
      * the minute. */
     double rpm;
     double tpm;
-    long rate_window_ms;     /* default 60000 */
+    long rate_window_ms; /* default 60000 */
 
     /* Budget caps of this client (0 = none, the default); see struct llm_budget
      * to share one budget between clients. Prices are this model's, in USD per
      * million tokens (default 0 = free). */
-    long long max_requests;  /* HTTP requests sent, retries included */
+    long long max_requests;     /* HTTP requests sent, retries included */
     long long max_tokens_total; /* prompt + completion tokens */
     double max_cost_usd;
     double price_prompt_usd_per_mtok;
@@ -128,18 +129,18 @@ enum llm_api {
 /* Final state of a request: LLM_OK or the category of its failure. */
 enum llm_status {
     LLM_OK = 0,
-    LLM_ERR_HTTP_4XX,    /* 4xx other than retried 408/409/429, or 429 after the last retry */
-    LLM_ERR_HTTP_5XX,    /* 5xx after the last retry */
-    LLM_ERR_TIMEOUT,     /* per-request timeout (after the last retry) or the batch deadline */
-    LLM_ERR_CONNECTION,  /* refused, reset, dropped mid-response, DNS, TLS */
-    LLM_ERR_BAD_JSON,    /* body not JSON, truncated, or a field missing or mistyped */
-    LLM_ERR_API_ERROR,   /* an `error` object in an HTTP 200 body */
-    LLM_ERR_BAD_OUTPUT,  /* a JSON format was asked for and the content is not JSON */
-    LLM_ERR_TRUNCATED,   /* finish_reason "length" and the asked-for JSON is cut off */
-    LLM_ERR_PROMPT_CUT,  /* usage.prompt_tokens below the caller's expected count */
-    LLM_ERR_BUDGET,      /* not attempted: a budget cap was reached */
-    LLM_ERR_ABORTED,     /* not attempted or not retried: the run was stopped */
-    LLM_ERR_LOCAL,       /* the request could not be built (bad schema JSON, no prompt) */
+    LLM_ERR_HTTP_4XX,   /* 4xx other than retried 408/409/429, or 429 after the last retry */
+    LLM_ERR_HTTP_5XX,   /* 5xx after the last retry */
+    LLM_ERR_TIMEOUT,    /* per-request timeout (after the last retry) or the batch deadline */
+    LLM_ERR_CONNECTION, /* refused, reset, dropped mid-response, DNS, TLS */
+    LLM_ERR_BAD_JSON,   /* body not JSON, truncated, or a field missing or mistyped */
+    LLM_ERR_API_ERROR,  /* an `error` object in an HTTP 200 body */
+    LLM_ERR_BAD_OUTPUT, /* a JSON format was asked for and the content is not JSON */
+    LLM_ERR_TRUNCATED,  /* finish_reason "length" and the asked-for JSON is cut off */
+    LLM_ERR_PROMPT_CUT, /* usage.prompt_tokens below the caller's expected count */
+    LLM_ERR_BUDGET,     /* not attempted: a budget cap was reached */
+    LLM_ERR_ABORTED,    /* not attempted or not retried: the run was stopped */
+    LLM_ERR_LOCAL,      /* the request could not be built (bad schema JSON, no prompt) */
     LLM_N_STATUS
 };
 
@@ -148,7 +149,7 @@ enum llm_status {
 const char *llm_status_name(enum llm_status s);
 
 struct llm_message {
-    const char *role;    /* "system", "user", "assistant" */
+    const char *role; /* "system", "user", "assistant" */
     const char *content;
 };
 
@@ -162,35 +163,35 @@ struct llm_top_logprob {
  * text_offset}. */
 struct llm_token {
     char *token;
-    double logprob;               /* NAN when the server sent null (first echoed token) */
-    unsigned char *bytes;         /* chat only; NULL when absent */
-    int n_bytes;                  /* -1 when absent */
-    long text_offset;             /* completions only; -1 otherwise */
-    struct llm_top_logprob *top;  /* alternatives, most likely first as sent */
+    double logprob;              /* NAN when the server sent null (first echoed token) */
+    unsigned char *bytes;        /* chat only; NULL when absent */
+    int n_bytes;                 /* -1 when absent */
+    long text_offset;            /* completions only; -1 otherwise */
+    struct llm_top_logprob *top; /* alternatives, most likely first as sent */
     int n_top;
 };
 
 struct llm_response {
-    char *content;          /* message content (chat) or text (completions; echo included) */
-    char *finish_reason;    /* "stop", "length", ... */
-    char *model;            /* model the server reports, NULL when absent */
-    long prompt_tokens;     /* usage.prompt_tokens */
-    long completion_tokens; /* usage.completion_tokens */
+    char *content;            /* message content (chat) or text (completions; echo included) */
+    char *finish_reason;      /* "stop", "length", ... */
+    char *model;              /* model the server reports, NULL when absent */
+    long prompt_tokens;       /* usage.prompt_tokens */
+    long completion_tokens;   /* usage.completion_tokens */
     struct llm_token *tokens; /* logprobs, NULL unless asked for */
     int n_tokens;
-    cJSON *json;            /* content parsed, when a JSON format was asked for and it parsed */
+    cJSON *json; /* content parsed, when a JSON format was asked for and it parsed */
 };
 
 struct llm_result {
     enum llm_status status;
-    char *error;            /* NULL when ok, else the reason ("HTTP 503 after 7 attempts: ...") */
-    int http_status;        /* of the last attempt, 0 when none answered */
-    int attempts;           /* HTTP attempts (0: served from cache or not attempted) */
+    char *error;     /* NULL when ok, else the reason ("HTTP 503 after 7 attempts: ...") */
+    int http_status; /* of the last attempt, 0 when none answered */
+    int attempts;    /* HTTP attempts (0: served from cache or not attempted) */
     bool from_cache;
-    double latency_ms;      /* of the last attempt */
-    double total_ms;        /* first send to final state, backoff waits included */
+    double latency_ms; /* of the last attempt */
+    double total_ms;   /* first send to final state, backoff waits included */
     double cost_usd;
-    char cache_key[65];     /* SHA-256 hex of the canonical request ("" if never built) */
+    char cache_key[65]; /* SHA-256 hex of the canonical request ("" if never built) */
     /* Filled when status is OK, and also for BAD_OUTPUT, TRUNCATED and PROMPT_CUT
      * (the server did answer; callers may want to see what it said). */
     struct llm_response resp;
@@ -216,7 +217,7 @@ struct llm_request {
     /* When > 0: the fewest prompt tokens the server may report; fewer means it
      * cut the prompt (llama.cpp does so silently), a PROMPT_CUT failure. */
     long expected_prompt_tokens;
-    void *user;              /* the caller's, never touched */
+    void *user; /* the caller's, never touched */
 
     /* Filled by the client. Must be zero before the first batch; a request run
      * again has its old result freed first. */
@@ -229,17 +230,17 @@ void llm_response_free(struct llm_response *r);
 /* ---- Statistics and budgets ---- */
 
 struct llm_stats {
-    long long requests;              /* requests brought to a final state */
+    long long requests; /* requests brought to a final state */
     long long ok;
     long long by_status[LLM_N_STATUS]; /* index LLM_OK counts ok too */
-    long long http_calls;            /* HTTP attempts sent */
-    long long retries;               /* attempts after a first one */
+    long long http_calls;              /* HTTP attempts sent */
+    long long retries;                 /* attempts after a first one */
     long long cache_hits;
-    long long cache_corrupt;         /* cache entries found corrupt and refetched */
-    long long prompt_tokens;         /* from usage, cache hits excluded */
+    long long cache_corrupt; /* cache entries found corrupt and refetched */
+    long long prompt_tokens; /* from usage, cache hits excluded */
     long long completion_tokens;
     double cost_usd;
-    double latency_ms_sum;           /* over attempts that got an HTTP answer */
+    double latency_ms_sum; /* over attempts that got an HTTP answer */
     double latency_ms_max;
 };
 
@@ -254,9 +255,9 @@ struct llm_stats {
 struct llm_budget {
     long long max_requests, max_tokens;
     double max_cost_usd;
-    long long requests, tokens;      /* spent */
+    long long requests, tokens; /* spent */
     double cost_usd;
-    long long reserved_tokens;       /* estimates of requests in flight */
+    long long reserved_tokens; /* estimates of requests in flight */
     double reserved_cost_usd;
 };
 
@@ -320,7 +321,6 @@ void llm_free_models(char **ids, int n);
 /* The request body the client would send (compact JSON, keys sorted) and its
  * cache key; for callers that record what was asked (the prompt hash) and for
  * tests. NULL with err_msg when the request cannot be built. */
-char *llm_request_body(const struct llm_client *c, const struct llm_request *req,
-                       char key_hex[65]);
+char *llm_request_body(const struct llm_client *c, const struct llm_request *req, char key_hex[65]);
 
 #endif

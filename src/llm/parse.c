@@ -17,7 +17,9 @@ typedef cJSON_bool (*is_fn)(const cJSON *);
 
 #define PATH_MAX_LEN 160
 
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+static bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 static const char *type_name(const cJSON *j) {
     if (!j) return "nothing (missing)";
@@ -61,7 +63,9 @@ static int maybe(const cJSON *parent, const char *ppath, const char *key, is_fn 
     return err_set("%s: expected %s, got %s", path, what, type_name(v));
 }
 
-static char *dup_string(const cJSON *s) { return xstrdup(cJSON_GetStringValue(s)); }
+static char *dup_string(const cJSON *s) {
+    return xstrdup(cJSON_GetStringValue(s));
+}
 
 /* A count from usage: a non-negative whole number. */
 static int need_count(const cJSON *parent, const char *ppath, const char *key, long *out) {
@@ -87,7 +91,8 @@ void llm_excerpt(char *dst, size_t dst_cap, const char *s, size_t n, size_t max)
     bool cut = k < n && s[k];
     /* Do not leave half a UTF-8 sequence at a cut. */
     if (cut)
-        while (k > 0 && ((unsigned char)dst[k - 1] & 0xC0) == 0x80) k--;
+        while (k > 0 && ((unsigned char)dst[k - 1] & 0xC0) == 0x80)
+            k--;
     if (cut && k > 0 && ((unsigned char)dst[k - 1] & 0xC0) == 0xC0) k--;
     dst[k] = 0;
     if (cut) strcat(dst, "...");
@@ -126,11 +131,13 @@ static bool looks_truncated(const char *s, size_t n, size_t err_at) {
     }
     if (in_str) return err_at > str_start;
     size_t end = n;
-    while (end > 0 && is_ws(s[end - 1])) end--;
+    while (end > 0 && is_ws(s[end - 1]))
+        end--;
     if (err_at >= end) return depth > 0;
     /* what follows the failure point is only a number and separators: cut there */
     size_t k = err_at;
-    while (k < end && s[k] && strchr("0123456789+-.eE:, \t\r\n", s[k])) k++;
+    while (k < end && s[k] && strchr("0123456789+-.eE:, \t\r\n", s[k]))
+        k++;
     if (k == end) return depth > 0;
     const char *lits[] = {"true", "false", "null"};
     for (int k = 0; k < 3; k++)
@@ -202,7 +209,8 @@ static enum llm_status parse_root(const char *body, size_t n, cJSON **out) {
     cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
     size_t at = end ? (size_t)(end - body) : 0;
     if (root) /* only whitespace may follow the value */
-        while (at < n && is_ws(body[at])) at++;
+        while (at < n && is_ws(body[at]))
+            at++;
     if (!root || at < n) {
         cJSON_Delete(root);
         if (!root && looks_truncated(body, n, at)) {
@@ -332,8 +340,7 @@ static int parse_chat_logprobs(const cJSON *c0, struct llm_response *out) {
         char path[PATH_MAX_LEN];
         snprintf(path, sizeof path, "choices[0].logprobs.content[%d]", i);
         out->n_tokens = i + 1;
-        if (parse_chat_token(cJSON_GetArrayItem(content, i), path, &out->tokens[i]) != 0)
-            return -1;
+        if (parse_chat_token(cJSON_GetArrayItem(content, i), path, &out->tokens[i]) != 0) return -1;
     }
     return 0;
 }
@@ -477,8 +484,8 @@ int llm_parse_models(const char *body, size_t n, char ***ids_out, int *n_out) {
         char path[PATH_MAX_LEN];
         snprintf(path, sizeof path, "data[%d]", i);
         const cJSON *m = cJSON_GetArrayItem(data, i);
-        const cJSON *id = cJSON_IsObject(m) ? need(m, path, "id", cJSON_IsString, "a string")
-                                            : NULL;
+        const cJSON *id =
+            cJSON_IsObject(m) ? need(m, path, "id", cJSON_IsString, "a string") : NULL;
         if (!cJSON_IsObject(m)) err_set("%s: expected an object, got %s", path, type_name(m));
         if (!id || !(ids[i] = dup_string(id))) rc = -1;
     }
@@ -506,7 +513,8 @@ enum llm_status llm_check_reply(struct llm_response *r, const struct llm_effecti
     size_t n = strlen(r->content);
     cJSON *j = cJSON_ParseWithLengthOpts(r->content, n, &end, 0);
     size_t at = end ? (size_t)(end - r->content) : 0;
-    while (j && at < n && is_ws(r->content[at])) at++;
+    while (j && at < n && is_ws(r->content[at]))
+        at++;
     if (j && at == n) {
         r->json = j;
         return LLM_OK;
@@ -562,7 +570,8 @@ void llm_response_free(struct llm_response *r) {
     for (int i = 0; i < r->n_tokens; i++) {
         free(r->tokens[i].token);
         free(r->tokens[i].bytes);
-        for (int j = 0; j < r->tokens[i].n_top; j++) free(r->tokens[i].top[j].token);
+        for (int j = 0; j < r->tokens[i].n_top; j++)
+            free(r->tokens[i].top[j].token);
         free(r->tokens[i].top);
     }
     free(r->tokens);
@@ -571,6 +580,7 @@ void llm_response_free(struct llm_response *r) {
 }
 
 void llm_free_models(char **ids, int n) {
-    for (int i = 0; ids && i < n; i++) free(ids[i]);
+    for (int i = 0; ids && i < n; i++)
+        free(ids[i]);
     free(ids);
 }

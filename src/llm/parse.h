@@ -43,8 +43,8 @@ char *llm_error_message(const char *body, size_t n);
 /* What a non-2xx HTTP status means for the request and the batch. */
 struct llm_http_verdict {
     enum llm_status status;
-    bool retry;      /* 408, 409, 425, 429, 5xx */
-    bool stop_batch; /* 401, 402, 403, 404 */
+    bool retry;       /* 408, 409, 425, 429, 5xx */
+    bool stop_batch;  /* 401, 402, 403, 404 */
     const char *hint; /* a few words for the message, "" when none */
 };
 struct llm_http_verdict llm_judge_http(long http_status);

@@ -26,8 +26,8 @@ void llm_resolve_effective(const struct llm_endpoint_config *cfg, const struct l
 }
 
 /* response_format for a JSON format; NULL with err_msg when the schema is bad. */
-static cJSON *response_format(const struct llm_endpoint_config *cfg,
-                              const struct llm_request *req, enum llm_format format) {
+static cJSON *response_format(const struct llm_endpoint_config *cfg, const struct llm_request *req,
+                              enum llm_format format) {
     cJSON *rf = cJSON_CreateObject();
     if (format == LLM_FORMAT_JSON_OBJECT) {
         cJSON_AddStringToObject(rf, "type", "json_object");

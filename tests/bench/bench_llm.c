@@ -28,7 +28,8 @@ struct run {
     long long ok, http_calls, cache_hits;
 };
 
-static int run_once(const struct llm_endpoint_config *cfg, int n, const char *tag, struct run *out) {
+static int run_once(const struct llm_endpoint_config *cfg, int n, const char *tag,
+                    struct run *out) {
     struct llm_message *msgs = calloc((size_t)n, sizeof *msgs);
     struct llm_request *reqs = calloc((size_t)n, sizeof *reqs);
     char **texts = calloc((size_t)n, sizeof *texts);
@@ -60,10 +61,11 @@ static int run_once(const struct llm_endpoint_config *cfg, int n, const char *ta
 }
 
 static void report(const char *what, const struct run *r, int n, double ideal) {
-    printf("%-22s wall %6.3f s  ideal %5.2f s  ratio %5.2f  ok %lld/%d  http %lld  cache hits %lld  "
-           "client CPU %.3f s (%.3f ms/request)\n",
-           what, r->wall, ideal, ideal > 0 ? r->wall / ideal : 0, r->ok, n, r->http_calls,
-           r->cache_hits, r->cpu, 1000.0 * r->cpu / n);
+    printf(
+        "%-22s wall %6.3f s  ideal %5.2f s  ratio %5.2f  ok %lld/%d  http %lld  cache hits %lld  "
+        "client CPU %.3f s (%.3f ms/request)\n",
+        what, r->wall, ideal, ideal > 0 ? r->wall / ideal : 0, r->ok, n, r->http_calls,
+        r->cache_hits, r->cpu, 1000.0 * r->cpu / n);
 }
 
 int main(int argc, char **argv) {

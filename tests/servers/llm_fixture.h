@@ -118,13 +118,15 @@ static inline int llm_fx_on_done(struct llm_request *req, int index, void *ctx) 
 /* Every request reached on_done exactly once. */
 static inline void llm_fx_assert_each_done_once(const struct llm_fx *fx) {
     for (int i = 0; i < fx->n; i++)
-        if (fx->done_count[i] != 1) fail_msg("request %d: on_done called %d times", i, fx->done_count[i]);
+        if (fx->done_count[i] != 1)
+            fail_msg("request %d: on_done called %d times", i, fx->done_count[i]);
     assert_int_equal(fx->done_total, fx->n);
 }
 
 static inline int llm_fx_count_status(const struct llm_fx *fx, enum llm_status st) {
     int k = 0;
-    for (int i = 0; i < fx->n; i++) k += fx->reqs[i].result.status == st;
+    for (int i = 0; i < fx->n; i++)
+        k += fx->reqs[i].result.status == st;
     return k;
 }
 

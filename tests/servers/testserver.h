@@ -29,9 +29,9 @@
 struct test_server {
     pid_t pid;
     int port;
-    char dir[512];      /* scratch: port file, log, server output */
+    char dir[512]; /* scratch: port file, log, server output */
     char log_path[600];
-    char base_url[64];  /* "http://127.0.0.1:<port>/v1" */
+    char base_url[64]; /* "http://127.0.0.1:<port>/v1" */
 };
 
 static inline void ts_sleep_ms(long ms) {
@@ -64,9 +64,10 @@ static inline int test_server_start(struct test_server *s, const char *dir,
             close(fd);
         }
         const char *argv[64] = {"/usr/bin/python3", TEST_SERVER_SCRIPT, "--port", "0",
-                                "--port-file", port_file, "--log", s->log_path};
+                                "--port-file",      port_file,          "--log",  s->log_path};
         int k = 8;
-        for (int i = 0; extra && extra[i] && k < 63; i++) argv[k++] = extra[i];
+        for (int i = 0; extra && extra[i] && k < 63; i++)
+            argv[k++] = extra[i];
         argv[k] = NULL;
         execv(argv[0], (char *const *)argv);
         _exit(127);

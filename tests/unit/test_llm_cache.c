@@ -31,7 +31,9 @@
 #include "util/log.h"
 #include "util/sha256.h"
 
-static char *cache_dir_of(struct llm_fx *fx) { return path_join(fx->dir, "cache"); }
+static char *cache_dir_of(struct llm_fx *fx) {
+    return path_join(fx->dir, "cache");
+}
 
 static void test_second_run_makes_no_http_calls(void **state) {
     struct llm_fx *fx = *state;
@@ -48,7 +50,8 @@ static void test_second_run_makes_no_http_calls(void **state) {
     assert_int_equal(llm_fx_count_status(fx, LLM_OK), 9);
     assert_int_equal(test_server_count(&fx->srv, NULL, NULL), 10);
     char *first[10];
-    for (int i = 0; i < 9; i++) first[i] = strdup(fx->reqs[i].result.resp.content);
+    for (int i = 0; i < 9; i++)
+        first[i] = strdup(fx->reqs[i].result.resp.content);
 
     llm_fx_client(fx); /* a fresh client, as after a restart */
     assert_int_equal(llm_run_batch(fx->c, fx->reqs, fx->n, llm_fx_on_done, fx), 0);

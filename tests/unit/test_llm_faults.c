@@ -80,7 +80,7 @@ static void test_retry_after_seconds_is_honoured(void **state) {
     assert_int_equal(receipt_times(fx, "f0", t, 4), 2);
     print_message("Retry-After: 1 -> retried after %.3f s\n", t[1] - t[0]);
     assert_true(t[1] - t[0] >= 0.95);
-    assert_true(t[1] - t[0] < 1.6);
+    assert_true(t[1] - t[0] < 1.8);
 }
 
 static void test_retry_after_http_date_is_honoured(void **state) {
@@ -97,7 +97,7 @@ static void test_retry_after_http_date_is_honoured(void **state) {
     assert_int_equal(receipt_times(fx, "f0", t, 4), 2);
     print_message("Retry-After: <date +2 s> -> retried after %.3f s\n", t[1] - t[0]);
     assert_true(t[1] - t[0] >= 0.9);
-    assert_true(t[1] - t[0] < 2.6);
+    assert_true(t[1] - t[0] < 2.9);
 }
 
 static void test_transient_failures_are_retried(void **state) {
@@ -116,7 +116,8 @@ static void test_transient_failures_are_retried(void **state) {
     assert_int_equal(llm_run_batch(fx->c, fx->reqs, fx->n, llm_fx_on_done, fx), 0);
     llm_fx_assert_each_done_once(fx);
     int want_attempts[] = {2, 3, 2, 2, 4, 4};
-    for (int i = 0; i < 4; i++) assert_int_equal(fx->reqs[i].result.status, LLM_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fx->reqs[i].result.status, LLM_OK);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(fx->reqs[i].result.attempts, want_attempts[i]);
         assert_int_equal(test_server_count(&fx->srv, llm_fx_tag("f", i), NULL), want_attempts[i]);
@@ -125,7 +126,8 @@ static void test_transient_failures_are_retried(void **state) {
     assert_int_equal(r->status, LLM_ERR_HTTP_5XX);
     assert_int_equal(r->http_status, 500);
     assert_non_null(strstr(r->error, "HTTP 500 from POST /v1/chat/completions"));
-    assert_non_null(strstr(r->error, "exceeds the available context size")); /* llama.cpp's message */
+    assert_non_null(
+        strstr(r->error, "exceeds the available context size")); /* llama.cpp's message */
     assert_non_null(strstr(r->error, "gave up after 4 attempts"));
     r = &fx->reqs[5].result;
     assert_int_equal(r->status, LLM_ERR_HTTP_4XX);
@@ -168,7 +170,8 @@ static void test_bad_key_401_stops_the_batch(void **state) {
     assert_int_equal(test_server_count(&fx->srv, NULL, NULL), 2);
     assert_int_equal(llm_fx_count_status(fx, LLM_ERR_HTTP_4XX), 2);
     assert_int_equal(llm_fx_count_status(fx, LLM_ERR_ABORTED), 8);
-    assert_non_null(strstr(fx->reqs[9].result.error, "not attempted: run stopped because HTTP 401"));
+    assert_non_null(
+        strstr(fx->reqs[9].result.error, "not attempted: run stopped because HTTP 401"));
     assert_int_equal(fx->reqs[9].result.attempts, 0);
     /* sticky: a bad key stays bad */
     assert_non_null(llm_client_stopped(fx->c));
@@ -290,7 +293,8 @@ static void test_quirks_cut_prompt_cut_json_free_text(void **state) {
     assert_null(r->resp.json);
     assert_int_equal(fx->reqs[3].result.status, LLM_OK);
     assert_null(fx->reqs[3].result.resp.json);
-    for (int i = 0; i < 3; i++) assert_int_equal(fx->reqs[i].result.attempts, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fx->reqs[i].result.attempts, 1);
 }
 
 static void test_unreachable_server_is_a_connection_failure(void **state) {

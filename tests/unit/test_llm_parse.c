@@ -76,7 +76,8 @@ static void test_structured_output_is_validated(void **state) {
     llm_response_free(&r);
 
     /* llama.cpp answering free text although json_schema was asked for */
-    assert_int_equal(parse_chat_fixture("llamacpp_freetext_despite_schema.json", false, &r), LLM_OK);
+    assert_int_equal(parse_chat_fixture("llamacpp_freetext_despite_schema.json", false, &r),
+                     LLM_OK);
     assert_int_equal(llm_check_reply(&r, &schema, 0), LLM_ERR_BAD_OUTPUT);
     assert_non_null(strstr(err_msg(), "not JSON although response_format json_schema"));
     assert_non_null(strstr(err_msg(), "Sure! Here are the activations"));
@@ -86,7 +87,8 @@ static void test_structured_output_is_validated(void **state) {
     /* an array without maxItems ran into max_tokens */
     assert_int_equal(parse_chat_fixture("llamacpp_length_cut_json.json", false, &r), LLM_OK);
     assert_int_equal(llm_check_reply(&r, &schema, 0), LLM_ERR_TRUNCATED);
-    assert_non_null(strstr(err_msg(), "finish_reason \"length\": the reply reached max_tokens (128)"));
+    assert_non_null(
+        strstr(err_msg(), "finish_reason \"length\": the reply reached max_tokens (128)"));
     /* the same text is fine when no JSON was asked for */
     struct llm_effective text = {LLM_FORMAT_TEXT, 128, false, 0};
     assert_int_equal(llm_check_reply(&r, &text, 0), LLM_OK);
@@ -136,8 +138,8 @@ static void test_vllm_completion_with_echo(void **state) {
     char *p = strstr(bad, "\"token_logprobs\":[null,");
     memmove(p + 18, p + 23, strlen(p + 23) + 1); /* drop the leading null */
     assert_int_equal(llm_parse_completion(bad, strlen(bad), true, &r), LLM_ERR_BAD_JSON);
-    assert_string_equal(err_msg(),
-                        "choices[0].logprobs.token_logprobs: expected 7 entries like tokens, got 6");
+    assert_string_equal(
+        err_msg(), "choices[0].logprobs.token_logprobs: expected 7 entries like tokens, got 6");
     free(bad);
     free(body);
 }
@@ -148,7 +150,8 @@ static void test_missing_and_mistyped_fields_name_their_path(void **state) {
     assert_int_equal(parse_chat_fixture("chat_usage_missing.json", false, &r), LLM_ERR_BAD_JSON);
     assert_string_equal(err_msg(), "usage: expected an object, got nothing (missing)");
     assert_int_equal(parse_chat_fixture("chat_token_mistyped.json", true, &r), LLM_ERR_BAD_JSON);
-    assert_string_equal(err_msg(), "choices[0].logprobs.content[1].logprob: expected a number, got a string");
+    assert_string_equal(err_msg(),
+                        "choices[0].logprobs.content[1].logprob: expected a number, got a string");
     const char *cases[][2] = {
         {"{\"choices\":[]}", "choices: expected a non-empty array, got an empty array"},
         {"{\"choices\":[1]}", "choices[0]: expected an object, got a number"},
@@ -159,10 +162,12 @@ static void test_missing_and_mistyped_fields_name_their_path(void **state) {
          "usage.prompt_tokens: expected a non-negative integer, got -3"},
         {"[1,2]", "response: expected a JSON object, got an array"},
         {"", "response body is empty"},
-        {"{\"choices\":[{\"message\":{\"content\":\"abc", "truncated JSON: the body ends after 38 bytes inside an unfinished value"},
+        {"{\"choices\":[{\"message\":{\"content\":\"abc",
+         "truncated JSON: the body ends after 38 bytes inside an unfinished value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        assert_int_equal(llm_parse_chat(cases[i][0], strlen(cases[i][0]), false, &r), LLM_ERR_BAD_JSON);
+        assert_int_equal(llm_parse_chat(cases[i][0], strlen(cases[i][0]), false, &r),
+                         LLM_ERR_BAD_JSON);
         assert_string_equal(err_msg(), cases[i][1]);
     }
     const char *garbage = "{\"choices\": [oops}";
@@ -193,9 +198,11 @@ static void test_error_bodies(void **state) {
         const char *text;
     } cases[] = {
         {"openai_error_401.json", 401, LLM_ERR_HTTP_4XX, false, true, "Incorrect API key provided"},
-        {"openai_error_429.json", 429, LLM_ERR_HTTP_4XX, true, false, "(type tokens, code rate_limit_exceeded)"},
+        {"openai_error_429.json", 429, LLM_ERR_HTTP_4XX, true, false,
+         "(type tokens, code rate_limit_exceeded)"},
         {"openai_error_404_model.json", 404, LLM_ERR_HTTP_4XX, false, true, "does not exist"},
-        {"openrouter_402.json", 402, LLM_ERR_HTTP_4XX, false, true, "upgrade to a paid account (code 402)"},
+        {"openrouter_402.json", 402, LLM_ERR_HTTP_4XX, false, true,
+         "upgrade to a paid account (code 402)"},
         {"llamacpp_error_500.json", 500, LLM_ERR_HTTP_5XX, true, false,
          "exceeds the available context size, try increasing it (type server_error, code 500)"},
         {"vllm_error_400.json", 400, LLM_ERR_HTTP_4XX, false, false,
@@ -216,7 +223,8 @@ static void test_error_bodies(void **state) {
     /* an error inside HTTP 200 (OpenRouter, and vLLM's object "error") */
     struct llm_response r;
     assert_int_equal(parse_chat_fixture("openrouter_200_error.json", false, &r), LLM_ERR_API_ERROR);
-    assert_string_equal(err_msg(), "API error in an HTTP 200 reply: Provider returned error (code 502)");
+    assert_string_equal(err_msg(),
+                        "API error in an HTTP 200 reply: Provider returned error (code 502)");
     size_t n;
     char *body = fixture("vllm_error_400.json", &n);
     assert_int_equal(llm_parse_completion(body, n, false, &r), LLM_ERR_API_ERROR);
@@ -254,8 +262,11 @@ static void test_bodies_are_canonical_and_keys_stable(void **state) {
     cfg.model = "m";
     cfg.seed = 42;
     struct llm_message msgs[] = {{"system", "be brief"}, {"user", "hi"}};
-    struct llm_request req = {.messages = msgs, .n_messages = 2, .format = LLM_FORMAT_JSON_SCHEMA,
-                              .schema_json = "{\"type\":\"object\",\"properties\":{\"b\":{},\"a\":{}}}"};
+    struct llm_request req = {.messages = msgs,
+                              .n_messages = 2,
+                              .format = LLM_FORMAT_JSON_SCHEMA,
+                              .schema_json =
+                                  "{\"type\":\"object\",\"properties\":{\"b\":{},\"a\":{}}}"};
     struct llm_effective eff;
     char *body = llm_build_body(&cfg, &req, &eff);
     assert_string_equal(
@@ -288,11 +299,13 @@ static void test_bodies_are_canonical_and_keys_stable(void **state) {
     assert_non_null(strstr(err_msg(), "request.schema_json: invalid JSON"));
     struct llm_request none = {.api = LLM_API_COMPLETIONS};
     assert_null(llm_build_body(&cfg, &none, NULL));
-    assert_string_equal(err_msg(), "request.prompt: a completions request needs a prompt, got NULL");
+    assert_string_equal(err_msg(),
+                        "request.prompt: a completions request needs a prompt, got NULL");
     assert_string_equal(llm_url_path("https://openrouter.ai/api/v1/chat/completions"),
                         "/api/v1/chat/completions");
-    assert_int_equal(llm_estimate_tokens(&(struct llm_request){.messages = msgs, .n_messages = 2}, 10),
-                     (10 + 2 + 2) / 3 + 4 + 8 + 10);
+    assert_int_equal(
+        llm_estimate_tokens(&(struct llm_request){.messages = msgs, .n_messages = 2}, 10),
+        (10 + 2 + 2) / 3 + 4 + 8 + 10);
 }
 
 /* ---- the cache ---- */
@@ -307,7 +320,8 @@ static void test_cache_roundtrip_and_corruption(void **state) {
     char *body;
     size_t n;
     assert_int_equal(llm_cache_get(dir, key, &body, &n), 0);
-    assert_int_equal(llm_cache_put(dir, key, "POST", "/v1/completions", req, resp, strlen(resp)), 0);
+    assert_int_equal(llm_cache_put(dir, key, "POST", "/v1/completions", req, resp, strlen(resp)),
+                     0);
     assert_int_equal(llm_cache_get(dir, key, &body, &n), 1);
     assert_int_equal(n, strlen(resp));
     assert_string_equal(body, resp);
@@ -328,7 +342,8 @@ static void test_cache_roundtrip_and_corruption(void **state) {
     /* an entry stored under another request's key */
     char other[65];
     llm_request_key("POST", "/v1/completions", "{\"model\":\"m\",\"prompt\":\"other\"}", other);
-    assert_int_equal(llm_cache_put(dir, other, "POST", "/v1/completions", req, resp, strlen(resp)), 0);
+    assert_int_equal(llm_cache_put(dir, other, "POST", "/v1/completions", req, resp, strlen(resp)),
+                     0);
     assert_int_equal(llm_cache_get(dir, other, &body, &n), -1);
     assert_non_null(strstr(err_msg(), "request: does not hash to the key"));
     free(text);
@@ -357,11 +372,12 @@ static void test_rate_window(void **state) {
     assert_true(fabs(llm_rate_wait(&r, 2, 200) - 58) < 1e-9);
     llm_rate_settle(&r, a, 100); /* the reply used less than estimated */
     assert_true(llm_rate_wait(&r, 2, 200) == 0);
-    assert_true(llm_rate_wait(&r, 2, 5000) > 0);   /* too big beside others: waits */
+    assert_true(llm_rate_wait(&r, 2, 5000) > 0); /* too big beside others: waits */
     llm_rate_free(&r);
     llm_rate_init(&r, 60, 0, 1000);
-    assert_true(llm_rate_wait(&r, 0, 5000) == 0);  /* ... but runs alone */
-    for (int i = 0; i < 200; i++) llm_rate_record(&r, i * 0.5, 1); /* ring growth */
+    assert_true(llm_rate_wait(&r, 0, 5000) == 0); /* ... but runs alone */
+    for (int i = 0; i < 200; i++)
+        llm_rate_record(&r, i * 0.5, 1); /* ring growth */
     assert_true(llm_rate_wait(&r, 100, 1) == 0);
     llm_rate_free(&r);
 }
