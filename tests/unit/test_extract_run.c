@@ -500,6 +500,43 @@ static void test_cli_options(void **state) {
     free(out);
 }
 
+static void test_cli_config_form(void **state) {
+    (void)state;
+    char *root = path_join(fx.dir, "results"), *saes = path_join(fx.dir, "results/exp1/saes");
+    assert_int_equal(mkdir_p(saes), 0);
+    char cmd[4096], *cfg = path_join(fx.dir, "exp1.json");
+    snprintf(cmd, sizeof cmd, "cp %s %s/a.h5 && cp %s %s/b.h5", fx.sae1, saes, fx.sae2, saes);
+    assert_int_equal(system(cmd), 0);
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"experiment\": \"exp1\", \"results_dir\": \"%s\", \"seed\": 7,\n"
+             " \"model\": {\"path\": \"%s\"}, \"data\": {\"train_tokens\": \"%s\", \"eval_tokens\": \"%s\", \"context\": 32},\n"
+             " \"extract\": {\"n_features\": 6, \"top_k\": 5, \"window\": 8, \"offset\": 3,\n"
+             "             \"n_random\": 2, \"tokens\": 1024},\n"
+             " \"interp\": {\"n_explain\": 3, \"n_score_top\": 2, \"n_score_random\": 2}}\n",
+             root, fx.model, fx.tokens, fx.tokens);
+    write_file(cfg, json, strlen(json));
+    snprintf(cmd, sizeof cmd, "extract -q --config %s --n-random 1", cfg);
+    int rc = call_cli(cmd);
+    if (rc != 0) fail_msg("exit %d: %s", rc, err_msg());
+    char *out = path_join(fx.dir, "results/exp1/examples");
+    struct examples e;
+    load_out(out, "b.h5", &e);
+    assert_int_equal(e.n_features, 6);
+    assert_int_equal(e.seed, 7);
+    assert_int_equal(e.window, 8);
+    assert_int_equal(e.n_random, 1); /* the option wins over the config */
+    assert_int_equal(e.n_explain, 3);
+    assert_int_equal(e.n_tokens_scanned, 1024);
+    examples_free(&e);
+    load_out(out, "a.h5", &e);
+    examples_free(&e);
+    free(out);
+    free(cfg);
+    free(saes);
+    free(root);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force_with_two_hooks_in_one_pass),
@@ -508,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_examples_load_refuses_partial_files),
         cmocka_unit_test(test_peak_memory_independent_of_tokens),
         cmocka_unit_test(test_cli_options),
+        cmocka_unit_test(test_cli_config_form),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Extraction throughput (tokens/s): forward to the hook + dense encode of every
+# feature + per-feature statistics and windows, in C (tests/bench/bench_extract.c)
+# and in PyTorch at its best settings (tests/bench/extract_ref.py: 2 threads,
+# OMP_WAIT_POLICY=PASSIVE, no mmap'd or trimmed malloc arenas, best of several
+# batch sizes), in the same invocation on the same machine.
+#   gpt2s: GPT-2 small dimensions, random weights, 60x SAE (46,080 features) at layer 6
+#   small: 4 layers, d 128, 50x SAE (6,400 features) at layer 2
+# Usage: bash tests/bench/extract.sh   (BUILD=build-x to pick the build tree;
+# EXTRACT_BENCH_TOKENS_GPT2S / EXTRACT_BENCH_TOKENS_SMALL to change the sizes)
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+bin=$BUILD/bench/bench_extract
+if [ ! -x "$bin" ]; then
+    echo "skip - extract: $bin is not built (make bench builds it)"
+    exit 0
+fi
+n_gpt2s=${EXTRACT_BENCH_TOKENS_GPT2S:-8192}
+n_small=${EXTRACT_BENCH_TOKENS_SMALL:-65536}
+have_torch=0
+/usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
+
+# Each runner prints its per-batch lines, then "best RATE" as its last line.
+best_c() { # kind tokens batch...
+    local kind=$1 n=$2 best=0 line rate
+    shift 2
+    for b in "$@"; do
+        line=$(OPENBLAS_NUM_THREADS=2 "$bin" "$kind" "$n" "$b" 2>/dev/null) || { echo "FAILED: $bin $kind $n $b"; continue; }
+        echo "$line"
+        rate=$(echo "$line" | awk '{for (i = 1; i < NF; i++) if ($(i+1) == "tok/s") print $i}')
+        best=$(awk -v a="$best" -v b="$rate" 'BEGIN{print (b > a) ? b : a}')
+    done
+    echo "best $best"
+}
+
+best_torch() { # kind tokens batch...
+    OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
+        OMP_NUM_THREADS=2 /usr/bin/python3 tests/bench/extract_ref.py "$@" |
+        awk '$3 == "best" {print "best " $4; next} {print}'
+}
+
+echo "# extraction throughput, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for kind in small gpt2s; do
+    if [ "$kind" = small ]; then n=$n_small; batches="8 16 32"; else n=$n_gpt2s; batches="1 2 4"; fi
+    out=$(best_c "$kind" "$n" $batches)
+    echo "$out" | grep -v '^best '
+    c=$(echo "$out" | awk '$1 == "best" {print $2}')
+    if [ "$have_torch" = 1 ]; then
+        out=$(best_torch "$kind" "$n" $batches)
+        echo "$out" | grep -v '^best '
+        t=$(echo "$out" | awk '$1 == "best" {print $2}')
+        ratio=$(awk -v c="$c" -v t="${t:-0}" 'BEGIN{if (t > 0) printf "%.2f", c / t; else print "n/a"}')
+        echo "result  $kind  C best $c tok/s  PyTorch best ${t:-?} tok/s  ratio ${ratio}x (target >= 2x)"
+    else
+        echo "result  $kind  C best $c tok/s  (PyTorch reference skipped: /usr/bin/python3 has no torch)"
+    fi
+done
