@@ -71,5 +71,7 @@ int cmd_config(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_lm_train(int argc, char **argv);
 int cmd_lm_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_sae_eval(int argc, char **argv);
 
 #endif

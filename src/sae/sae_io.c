@@ -6,6 +6,7 @@
  */
 #include "sae/sae_io.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,41 @@ void sae_meta_free(struct sae_meta *m) {
     free(m->config);
     free(m->spec_hash);
     memset(m, 0, sizeof *m);
+}
+
+static int write_meta(hid_t f, const struct sae_meta *m) {
+#define S(k) (m->k ? m->k : "")
+    if (h5_attr_str(f, "format", SAE_FILE_FORMAT) < 0 ||
+        h5_attr_i64(f, "format_version", SAE_FILE_VERSION) < 0 ||
+        h5_attr_str(f, "name", S(name)) < 0 || h5_attr_str(f, "type", S(type)) < 0 ||
+        h5_attr_str(f, "hook_name", S(hook_name)) < 0 ||
+        h5_attr_str(f, "model_path", S(model_path)) < 0 ||
+        h5_attr_str(f, "config", S(config)) < 0 || h5_attr_str(f, "spec_hash", S(spec_hash)) < 0 ||
+        h5_attr_i64(f, "layer", m->layer) < 0 || h5_attr_i64(f, "ratio", m->ratio) < 0 ||
+        h5_attr_i64(f, "d_in", m->d_in) < 0 || h5_attr_i64(f, "d_sae", m->d_sae) < 0 ||
+        h5_attr_i64(f, "seed", m->seed) < 0 || h5_attr_i64(f, "train_tokens", m->train_tokens) < 0 ||
+        h5_attr_i64(f, "steps", m->steps) < 0 || h5_attr_f64(f, "lambda", m->lambda) < 0 ||
+        h5_attr_f64(f, "kl_coeff", m->kl_coeff) < 0 || h5_attr_f64(f, "ds_coeff", m->ds_coeff) < 0)
+        return -1;
+#undef S
+    return 0;
+}
+
+int sae_file_write(const char *path, const struct sae *s, const struct sae_meta *meta,
+                   int (*extra)(hid_t file, void *ctx), void *ctx) {
+    char *tmp = atomic_tmp_path(path);
+    if (!tmp) return err_prefix("%s", path);
+    hid_t f = h5_create(tmp);
+    int rc = f < 0 ? -1 : write_meta(f, meta);
+    hid_t g = rc == 0 ? h5_group(f, "weights") : -1;
+    if (rc == 0 && (g < 0 || sae_weights_write(g, s) < 0)) rc = -1;
+    if (g >= 0) H5Gclose(g);
+    if (rc == 0 && extra) rc = extra(f, ctx);
+    if (f >= 0 && h5_close(f) < 0) rc = -1;
+    if (rc == 0) rc = atomic_rename(tmp, path);
+    if (rc < 0) remove(tmp);
+    free(tmp);
+    return rc < 0 ? err_prefix("%s", path) : 0;
 }
 
 static int read_meta(hid_t f, struct sae_meta *m) {

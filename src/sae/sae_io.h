@@ -55,6 +55,12 @@ struct sae_meta {
 };
 void sae_meta_free(struct sae_meta *m);
 
+/* Write an SAE file atomically: attributes (format, format_version and meta),
+ * /weights, then extra(file, ctx) when not NULL (the trainer adds /curve and
+ * /metrics there), then rename into place. */
+int sae_file_write(const char *path, const struct sae *s, const struct sae_meta *meta,
+                   int (*extra)(hid_t file, void *ctx), void *ctx);
+
 /* Open an SAE file: checks format and version, loads weights and attributes
  * (meta may be NULL). Errors name the path. */
 int sae_file_read(const char *path, struct sae *s, struct sae_meta *meta);

@@ -1,8 +1,11 @@
-/* test_sae_train.c: the trainer: learning-rate schedule, training lowers the loss,
- * a run stopped after a checkpoint and resumed (and a run killed with SIGKILL
- * and resumed) ends bit-identical to an uninterrupted one, and a checkpoint of
- * another run is not resumed. Uses a tiny random GPT-2 written in Hugging Face
- * layout and a random token dataset. */
+/* test_sae_train.c: the trainer and the train stage: learning-rate schedule,
+ * training lowers the loss, a run stopped after a checkpoint and resumed (and a
+ * run killed with SIGKILL and resumed) ends bit-identical to an uninterrupted
+ * one, a checkpoint of another run is not resumed; the sweep writes one complete
+ * SAE file per (layer, type, lambda, seed) plus sweep.csv/json, skips complete
+ * ones, resumes unfinished ones bit-identically; `sae-eval` gives the same
+ * metrics for an SAE file and its SAELens export. Uses a tiny random GPT-2
+ * written in Hugging Face layout and a random token dataset. */
 #include "testutil.h"
 
 #include <math.h>
@@ -12,9 +15,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "io/atomic.h"
+#include "io/h5.h"
 #include "io/safetensors.h"
 #include "model/lm.h"
+#include "sae/metrics.h"
+#include "sae/sae_io.h"
+#include "sae/saelens.h"
+#include "sae/sweep.h"
 #include "sae/train.h"
 #include "tok/dataset.h"
 #include "util/error.h"
@@ -95,7 +104,7 @@ static void write_tokens(const char *path, int64_t n) {
 }
 
 struct fixture {
-    char *dir, *model_dir, *tokens_path, *ckpt;
+    char *dir, *model_dir, *tokens_path, *eval_path, *ckpt;
     struct lm *lm;
     struct token_dataset data;
 };
@@ -108,6 +117,8 @@ static int setup(void **state) {
     write_model(f->model_dir);
     f->tokens_path = path_join(f->dir, "tokens.h5");
     write_tokens(f->tokens_path, 4000);
+    f->eval_path = path_join(f->dir, "eval.h5");
+    write_tokens(f->eval_path, 700);
     f->ckpt = path_join(f->dir, "run.ckpt.h5");
     if (lm_load(f->model_dir, &f->lm) < 0) fail_msg("%s", err_msg());
     if (token_dataset_open(&f->data, f->tokens_path) < 0) fail_msg("%s", err_msg());
@@ -123,6 +134,7 @@ static int teardown(void **state) {
     free(f->dir);
     free(f->model_dir);
     free(f->tokens_path);
+    free(f->eval_path);
     free(f->ckpt);
     free(f);
     return 0;
@@ -287,6 +299,240 @@ static void test_checkpoint_of_another_run_is_not_resumed(void **state) {
     sae_curve_free(&cref);
 }
 
+/* ---------------------------------------------------------------------------
+ * The sweep (train stage).
+ */
+static char *write_config(struct fixture *f, const char *exp, const char *local_lambdas) {
+    char text[2048], name[64];
+    snprintf(text, sizeof text,
+             "{\"experiment\": \"%s\", \"results_dir\": \"%s/results\",\n"
+             " \"model\": {\"path\": \"%s\"},\n"
+             " \"data\": {\"train_tokens\": \"%s\", \"eval_tokens\": \"%s\", \"context\": 16},\n"
+             " \"sae\": {\"layers\": [1], \"types\": [\"local\", \"e2e_ds\"], \"ratio\": 4,\n"
+             "         \"local\": {\"lambdas\": %s}, \"e2e_ds\": {\"lambdas\": [2]},\n"
+             "         \"seeds\": [0], \"train_tokens\": 640, \"batch\": 2, \"lr\": 0.005,\n"
+             "         \"checkpoint_every\": 2, \"eval_tokens\": 256}}\n",
+             exp, f->dir, f->model_dir, f->tokens_path, f->eval_path, local_lambdas);
+    snprintf(name, sizeof name, "%s.json", exp);
+    char *p = path_join(f->dir, name);
+    write_file(p, text, strlen(text));
+    return p;
+}
+
+static struct sae_sweep_result sweep(const char *cfg_path, int64_t max_steps) {
+    struct config cfg;
+    if (config_load(&cfg, cfg_path) < 0) fail_msg("%s", err_msg());
+    struct sae_sources src = {cfg_str(&cfg, "model.path"), cfg_str(&cfg, "data.train_tokens"),
+                              cfg_str(&cfg, "data.eval_tokens")};
+    struct sae_sweep_result r;
+    if (sae_sweep_run(&cfg, &src, max_steps, &r) < 0) fail_msg("%s", err_msg());
+    config_free(&cfg);
+    return r;
+}
+
+static char *result_path(struct fixture *f, const char *exp, const char *file) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "results/%s/saes/%s", exp, file);
+    return path_join(f->dir, rel);
+}
+
+static void check_sae_file(const char *path, const char *type, double lambda) {
+    struct sae s;
+    struct sae_meta m;
+    if (sae_file_read(path, &s, &m) < 0) fail_msg("%s", err_msg());
+    assert_string_equal(m.type, type);
+    assert_string_equal(m.hook_name, "blocks.1.hook_resid_pre");
+    assert_int_equal(m.layer, 1);
+    assert_true(m.lambda == lambda);
+    assert_int_equal(m.d_in, C);
+    assert_int_equal(m.d_sae, 4 * C);
+    assert_int_equal(m.steps, 20); // 640 tokens / (2 x 16)
+    assert_non_null(strstr(m.config, "\"e2e_ds\""));
+    assert_int_equal(strlen(m.spec_hash), 64);
+    hid_t f = h5_open_ro(path);
+    struct sae_curve c;
+    struct sae_metrics mt;
+    assert_int_equal(sae_curve_read(f, &c), 0);
+    assert_int_equal(c.rows[c.n - 1].step, 19);
+    assert_int_equal(sae_metrics_read(f, &mt), 0);
+    assert_int_equal(mt.n_tokens, 256);
+    assert_true(mt.l0 > 0 && mt.alive > 0 && mt.alive + mt.dead == 4 * C);
+    // the stored normalised decoder has unit columns and matches D of the raw one
+    float *D = NULL;
+    hsize_t dims[2];
+    assert_int_equal(h5_read(f, "weights/W_dec_normalised", H5T_NATIVE_FLOAT, 2, NULL, dims,
+                             (void **)&D), 0);
+    assert_int_equal(dims[0], C);
+    for (int j = 0; j < 4 * C; j++) {
+        double n = 0;
+        for (int i = 0; i < C; i++) n += (double)D[i * 4 * C + j] * D[i * 4 * C + j];
+        assert_true(fabs(n - 1) < 1e-5);
+        assert_true(D[j] == s.p.W_dec[(size_t)j * C] * s.inv_norm[j]);
+    }
+    free(D);
+    sae_curve_free(&c);
+    sae_metrics_free(&mt);
+    h5_close(f);
+    sae_meta_free(&m);
+    sae_free(&s);
+}
+
+static void test_sweep_trains_every_sae_once_and_tabulates(void **state) {
+    struct fixture *f = *state;
+    char *cfg = write_config(f, "sw", "[1, 4]");
+    struct sae_sweep_result r = sweep(cfg, 0);
+    assert_int_equal(r.trained, 3);
+    assert_int_equal(r.skipped, 0);
+    char *p1 = result_path(f, "sw", "L1-local-lam1-s0.h5"),
+         *p2 = result_path(f, "sw", "L1-e2e_ds-lam2-s0.h5");
+    check_sae_file(p1, "local", 1);
+    check_sae_file(p2, "e2e_ds", 2);
+    char *ck = result_path(f, "sw", "L1-local-lam1-s0.ckpt.h5");
+    assert_false(file_exists(ck)); // removed once the SAE is complete
+    char *csv = result_path(f, "sw", "sweep.csv"), *js = result_path(f, "sw", "sweep.json");
+    size_t n;
+    char *text = read_file_all(csv, 0, &n);
+    assert_non_null(text);
+    int lines = 0;
+    for (char *c = text; *c; c++) lines += *c == '\n';
+    assert_int_equal(lines, 4);
+    assert_true(strncmp(text, "name,type,layer,lambda,", 23) == 0);
+    assert_non_null(strstr(text, "\"L1-local-lam4-s0\",\"local\",1,4,"));
+    free(text);
+    text = read_file_all(js, 0, &n);
+    cJSON *j = cJSON_Parse(text);
+    cJSON *saes = cJSON_GetObjectItem(j, "saes");
+    assert_int_equal(cJSON_GetArraySize(saes), 3);
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetArrayItem(saes, 0), "ce_increase"));
+    cJSON_Delete(j);
+    free(text);
+
+    r = sweep(cfg, 0); // everything complete: nothing to do
+    assert_int_equal(r.trained, 0);
+    assert_int_equal(r.skipped, 3);
+    free(cfg);
+    cfg = write_config(f, "sw", "[1, 4, 10]"); // one more lambda: only it is trained
+    r = sweep(cfg, 0);
+    assert_int_equal(r.trained, 1);
+    assert_int_equal(r.skipped, 3);
+    free(cfg);
+    free(p1);
+    free(p2);
+    free(ck);
+    free(csv);
+    free(js);
+}
+
+static void test_interrupted_sweep_resumes_bit_identical(void **state) {
+    struct fixture *f = *state;
+    char *a = write_config(f, "full", "[4]"), *b = write_config(f, "cut", "[4]");
+    assert_int_equal(sweep(a, 0).trained, 2);
+    struct sae_sweep_result r = sweep(b, 3); // every SAE stops after 3 steps
+    assert_int_equal(r.trained, 0);
+    char *ck = result_path(f, "cut", "L1-e2e_ds-lam2-s0.ckpt.h5");
+    assert_true(file_exists(ck));
+    r = sweep(b, 4);
+    assert_int_equal(r.trained, 0);
+    r = sweep(b, 0);
+    assert_int_equal(r.trained, 2);
+    const char *names[] = {"L1-local-lam4-s0.h5", "L1-e2e_ds-lam2-s0.h5"};
+    for (int i = 0; i < 2; i++) {
+        char *pa = result_path(f, "full", names[i]), *pb = result_path(f, "cut", names[i]);
+        struct sae sa, sb;
+        assert_int_equal(sae_file_read(pa, &sa, NULL), 0);
+        assert_int_equal(sae_file_read(pb, &sb, NULL), 0);
+        assert_memory_equal(sa.mem, sb.mem, sa.n_params * sizeof(float));
+        sae_free(&sa);
+        sae_free(&sb);
+        free(pa);
+        free(pb);
+    }
+    free(ck);
+    free(a);
+    free(b);
+}
+
+static void test_train_command_lists_the_plan(void **state) {
+    struct fixture *f = *state;
+    char *cfg = write_config(f, "cli", "[1, 30]");
+    char *argv[] = {"train", "--list", "--model", f->model_dir, cfg, NULL};
+    char *out = path_join(f->dir, "list.txt");
+    fflush(stdout);
+    FILE *saved = fdopen(dup(fileno(stdout)), "w");
+    assert_non_null(freopen(out, "w", stdout));
+    int rc = cmd_train(5, argv);
+    fflush(stdout);
+    dup2(fileno(saved), fileno(stdout));
+    fclose(saved);
+    assert_int_equal(rc, 0);
+    size_t n;
+    char *text = read_file_all(out, 0, &n);
+    assert_non_null(strstr(text, "L1-local-lam1-s0\t"));
+    assert_non_null(strstr(text, "L1-local-lam30-s0\t"));
+    assert_non_null(strstr(text, "L1-e2e_ds-lam2-s0\t"));
+    free(text);
+    free(out);
+    free(cfg);
+}
+
+/* sae-eval on an SAE file and on its SAELens export: same metrics. */
+static void test_sae_eval_of_file_and_saelens_export_agree(void **state) {
+    struct fixture *f = *state;
+    char *cfg = write_config(f, "ev", "[4]");
+    sweep(cfg, 0);
+    char *sae_file = result_path(f, "ev", "L1-local-lam4-s0.h5");
+    char *lens = path_join(f->dir, "lens");
+    struct sae s;
+    assert_int_equal(sae_file_read(sae_file, &s, NULL), 0);
+    struct saelens_export_opts eo = {.model_name = "tiny", .layer = 1, .context_size = 16,
+                                     .prepend_bos = false};
+    assert_int_equal(saelens_export(&s, lens, &eo), 0);
+    char *outs[2];
+    const char *inputs[2] = {sae_file, lens};
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "eval%d.json", i);
+        outs[i] = path_join(f->dir, name);
+        char *argv[] = {"sae-eval", (char *)inputs[i], "--model", f->model_dir, "--tokens",
+                        f->eval_path, "--n-tokens", "256", "--context", "16", NULL};
+        fflush(stdout);
+        FILE *saved = fdopen(dup(fileno(stdout)), "w");
+        assert_non_null(freopen(outs[i], "w", stdout));
+        int rc = cmd_sae_eval(10, argv);
+        fflush(stdout);
+        dup2(fileno(saved), fileno(stdout));
+        fclose(saved);
+        assert_int_equal(rc, 0);
+    }
+    size_t n;
+    char *t0 = read_file_all(outs[0], 0, &n), *t1 = read_file_all(outs[1], 0, &n);
+    cJSON *j0 = cJSON_Parse(t0), *j1 = cJSON_Parse(t1);
+    assert_non_null(j0);
+    assert_non_null(j1);
+    const char *keys[] = {"l0", "alive", "ce_orig", "ce_sae", "kl", "mse", "explained_variance"};
+    for (int k = 0; k < 7; k++) {
+        double a = cJSON_GetObjectItem(j0, keys[k])->valuedouble,
+               b = cJSON_GetObjectItem(j1, keys[k])->valuedouble;
+        if (!(fabs(a - b) <= 1e-5 * fmax(1, fabs(a)))) fail_msg("%s: %g vs %g", keys[k], a, b);
+    }
+    // and the metrics stored at the end of training (batch 2, not 8) agree too
+    hid_t h = h5_open_ro(sae_file);
+    struct sae_metrics m;
+    assert_int_equal(sae_metrics_read(h, &m), 0);
+    assert_true(fabs(m.kl - cJSON_GetObjectItem(j0, "kl")->valuedouble) < 1e-5 * m.kl);
+    sae_metrics_free(&m);
+    h5_close(h);
+    cJSON_Delete(j0);
+    cJSON_Delete(j1);
+    free(t0);
+    free(t1);
+    for (int i = 0; i < 2; i++) free(outs[i]);
+    sae_free(&s);
+    free(sae_file);
+    free(lens);
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_warms_up_then_decays_to_min),
@@ -294,6 +540,10 @@ int main(void) {
         cmocka_unit_test(test_stopped_and_resumed_run_is_bit_identical),
         cmocka_unit_test(test_killed_run_resumes_bit_identical),
         cmocka_unit_test(test_checkpoint_of_another_run_is_not_resumed),
+        cmocka_unit_test(test_sweep_trains_every_sae_once_and_tabulates),
+        cmocka_unit_test(test_interrupted_sweep_resumes_bit_identical),
+        cmocka_unit_test(test_train_command_lists_the_plan),
+        cmocka_unit_test(test_sae_eval_of_file_and_saelens_export_agree),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

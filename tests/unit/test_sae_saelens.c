@@ -1,0 +1,202 @@
+/* test_sae_saelens.c: SAELens folders: export then import reproduces every
+ * tensor bit-exactly; a SAELens SAE with apply_b_dec_to_input and decoder rows
+ * of any norm imports into an SAE computing the same function; what cannot be
+ * represented is refused naming the cfg.json key; SAE files round-trip too. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/atomic.h"
+#include "io/h5.h"
+#include "io/safetensors.h"
+#include "sae/sae.h"
+#include "sae/sae_io.h"
+#include "sae/saelens.h"
+#include "util/error.h"
+
+static void test_export_then_import_is_bit_exact(void **state) {
+    (void)state;
+    struct sae s, t;
+    assert_int_equal(sae_new(&s, 24, 96), 0);
+    assert_int_equal(sae_init(&s, 5), 0);
+    for (int j = 0; j < 96; j++) // decoder rows of assorted norms, as after training
+        for (int i = 0; i < 24; i++) s.p.W_dec[j * 24 + i] *= 0.3f + 0.05f * (float)j;
+    sae_refresh_norms(&s);
+    char *dir = test_tmpdir("saelens"), *out = path_join(dir, "L3");
+    struct saelens_export_opts o = {.model_name = "tiny-stories", .layer = 3,
+                                    .context_size = 64, .prepend_bos = true};
+    assert_int_equal(saelens_export(&s, out, &o), 0);
+    struct saelens_info info;
+    if (saelens_import(out, &t, &info) < 0) fail_msg("%s", err_msg());
+    assert_int_equal(info.layer, 3);
+    assert_string_equal(info.hook_name, "blocks.3.hook_resid_pre");
+    assert_string_equal(info.model_name, "tiny-stories");
+    assert_int_equal(info.context_size, 64);
+    assert_false(info.folded_b_dec);
+    assert_int_equal(info.rescaled, 0);
+    float *D = malloc(24 * 96 * sizeof *D);
+    sae_normalised_decoder(&s, D);
+    assert_memory_equal(t.p.W_enc, s.p.W_enc, 24 * 96 * sizeof(float));
+    assert_memory_equal(t.p.b_enc, s.p.b_enc, 96 * sizeof(float));
+    assert_memory_equal(t.p.W_dec, D, 24 * 96 * sizeof(float));
+    assert_memory_equal(t.p.b_dec, s.p.b_dec, 24 * sizeof(float));
+    // the file says exactly what SAELens expects
+    char *cfgp = path_join(out, "cfg.json");
+    size_t n;
+    char *text = read_file_all(cfgp, 0, &n);
+    assert_non_null(strstr(text, "\"apply_b_dec_to_input\":\tfalse"));
+    assert_non_null(strstr(text, "\"normalize_activations\":\t\"none\""));
+    char *wp = path_join(out, "sae_weights.safetensors");
+    struct st_file f;
+    assert_int_equal(st_open(&f, wp), 0);
+    const struct st_tensor *we = st_find(&f, "W_enc"), *wd = st_find(&f, "W_dec");
+    assert_true(we && we->shape[0] == 24 && we->shape[1] == 96);
+    assert_true(wd && wd->shape[0] == 96 && wd->shape[1] == 24);
+    st_close(&f);
+    free(wp);
+    free(text);
+    free(cfgp);
+    free(D);
+    saelens_info_free(&info);
+    sae_free(&s);
+    sae_free(&t);
+    test_rmtree(dir);
+    free(out);
+    free(dir);
+}
+
+/* A SAELens "standard" SAE written by hand: W_enc [d_in,d_sae], unnormalised W_dec. */
+static void write_lens(const char *dir, const char *extra_cfg, int din, int dsae, float *we,
+                       float *be, float *wd, float *bd) {
+    mkdir_p(dir);
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"d_in\": %d, \"d_sae\": %d, \"model_name\": \"gpt2-small\", \"hook_name\": "
+             "\"blocks.4.hook_resid_post\", \"hook_layer\": 4, \"dtype\": \"float32\", "
+             "\"context_size\": 128 %s}",
+             din, dsae, extra_cfg);
+    char *p = path_join(dir, "cfg.json");
+    write_file(p, cfg, strlen(cfg));
+    free(p);
+    struct st_write_tensor t[4] = {{"W_enc", 2, {din, dsae}, we},
+                                   {"b_enc", 1, {dsae}, be},
+                                   {"W_dec", 2, {dsae, din}, wd},
+                                   {"b_dec", 1, {din}, bd}};
+    p = path_join(dir, "sae_weights.safetensors");
+    if (st_write_f32(p, t, 4, NULL, NULL, 0) < 0) fail_msg("%s", err_msg());
+    free(p);
+}
+
+static void test_apply_b_dec_and_decoder_norms_are_folded(void **state) {
+    (void)state;
+    enum { DI = 12, DS = 40, N = 30 };
+    float we[DI * DS], be[DS], wd[DS * DI], bd[DI], x[N * DI];
+    for (int i = 0; i < DI * DS; i++) {
+        we[i] = sinf(0.7f * i);
+        wd[i] = cosf(0.3f * i) * (1 + (i / DI) % 3);
+    }
+    for (int j = 0; j < DS; j++) be[j] = 0.1f * cosf((float)j);
+    for (int i = 0; i < DI; i++) bd[i] = 0.5f * sinf(1.3f * i);
+    for (int i = 0; i < N * DI; i++) x[i] = 1.5f * sinf(0.11f * i * i);
+    char *dir = test_tmpdir("saelens_fold");
+    write_lens(dir, ", \"apply_b_dec_to_input\": true", DI, DS, we, be, wd, bd);
+    struct sae s;
+    struct saelens_info info;
+    if (saelens_import(dir, &s, &info) < 0) fail_msg("%s", err_msg());
+    assert_true(info.folded_b_dec);
+    assert_true(info.rescaled > 0);
+    assert_int_equal(info.layer, 5); // blocks.4.hook_resid_post = resid[5]
+    struct sae_work w;
+    struct sae_codes c = {0};
+    float xhat[N * DI];
+    assert_int_equal(sae_work_init(&w, &s), 0);
+    assert_int_equal(sae_encode(&s, &w, x, N, &c), 0);
+    assert_int_equal(sae_decode(&s, &w, &c, xhat), 0);
+    for (int r = 0; r < N; r++) {
+        double want[DI];
+        for (int i = 0; i < DI; i++) want[i] = bd[i];
+        for (int j = 0; j < DS; j++) {
+            double pre = be[j];
+            for (int i = 0; i < DI; i++) pre += ((double)x[r * DI + i] - bd[i]) * we[i * DS + j];
+            if (pre > 0)
+                for (int i = 0; i < DI; i++) want[i] += pre * wd[j * DI + i];
+        }
+        for (int i = 0; i < DI; i++)
+            if (fabs(xhat[r * DI + i] - want[i]) > 1e-4 * (1 + fabs(want[i])))
+                fail_msg("row %d dim %d: %g, want %g", r, i, xhat[r * DI + i], want[i]);
+    }
+    sae_codes_free(&c);
+    sae_work_free(&w);
+    saelens_info_free(&info);
+    sae_free(&s);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_unsupported_saes_are_refused_by_key(void **state) {
+    (void)state;
+    float we[4 * 8] = {0}, be[8] = {0}, wd[8 * 4] = {0}, bd[4] = {0};
+    const char *cfgs[] = {", \"architecture\": \"gated\"", ", \"activation_fn_str\": \"topk\"",
+                          ", \"normalize_activations\": \"expected_average_only_in\""};
+    const char *keys[] = {"architecture", "activation_fn_str", "normalize_activations"};
+    for (int k = 0; k < 3; k++) {
+        char *dir = test_tmpdir("saelens_bad");
+        write_lens(dir, cfgs[k], 4, 8, we, be, wd, bd);
+        struct sae s;
+        struct saelens_info info;
+        assert_int_equal(saelens_import(dir, &s, &info), -1);
+        assert_non_null(strstr(err_msg(), keys[k]));
+        test_rmtree(dir);
+        free(dir);
+    }
+    char *dir = test_tmpdir("saelens_missing");
+    struct sae s;
+    struct saelens_info info;
+    assert_int_equal(saelens_import(dir, &s, &info), -1);
+    assert_non_null(strstr(err_msg(), "cfg.json"));
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_sae_file_round_trips_and_checks_format(void **state) {
+    (void)state;
+    struct sae s, t;
+    assert_int_equal(sae_new(&s, 8, 32), 0);
+    assert_int_equal(sae_init(&s, 1), 0);
+    char *dir = test_tmpdir("sae_file"), *path = path_join(dir, "x.h5");
+    struct sae_meta m = {.name = "L0-local-lam1-s0", .type = "local",
+                         .hook_name = "blocks.0.hook_resid_pre", .model_path = "m",
+                         .config = "{}", .spec_hash = "h", .layer = 0, .ratio = 4, .d_in = 8,
+                         .d_sae = 32, .seed = 0, .train_tokens = 10, .steps = 1, .lambda = 1};
+    assert_int_equal(sae_file_write(path, &s, &m, NULL, NULL), 0);
+    struct sae_meta r;
+    assert_int_equal(sae_file_read(path, &t, &r), 0);
+    assert_memory_equal(s.mem, t.mem, s.n_params * sizeof(float));
+    assert_string_equal(r.name, m.name);
+    assert_true(r.lambda == 1 && r.d_sae == 32);
+    sae_meta_free(&r);
+    sae_free(&t);
+    // a token dataset (or any other HDF5 file) is not an SAE file
+    hid_t f = h5_create(path);
+    h5_attr_str(f, "format", "autointerp-tokens");
+    h5_close(f);
+    assert_int_equal(sae_file_read(path, &t, NULL), -1);
+    assert_non_null(strstr(err_msg(), "autointerp-sae"));
+    assert_non_null(strstr(err_msg(), path));
+    sae_free(&s);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_export_then_import_is_bit_exact),
+        cmocka_unit_test(test_apply_b_dec_and_decoder_norms_are_folded),
+        cmocka_unit_test(test_unsupported_saes_are_refused_by_key),
+        cmocka_unit_test(test_sae_file_round_trips_and_checks_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
