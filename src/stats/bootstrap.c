@@ -152,6 +152,7 @@ static void set_degenerate(struct boot_ci *out, double value) {
 
 /* Jackknife acceleration from the per-sample sums of U^2 / n^2 and U^3 / n^3. */
 static void accel_terms(const double *x, size_t n, double sign, double *num, double *den) {
+    if (!x || n < 2) return; /* no jackknife: contributes nothing */
     double mean = plain_sum(x, n) / (double)n, s2 = 0.0, s3 = 0.0;
     for (size_t i = 0; i < n; i++) {
         double u = sign * (x[i] - mean); /* (n-1)(mean of leave-one-outs - leave-i-out) */
@@ -183,7 +184,7 @@ double boot_accel_diff(const double *a, size_t na, const double *b, size_t nb) {
 
 /* Rearrange t[0..n) so that t[k] is the value a full sort would put there,
  * with nothing larger before it and nothing smaller after it (Hoare's
- * selection with a median-of-three pivot; expected O(hi - lo)). */
+ * selection with a median-of-three pivot; expected O(n)). */
 static void select_kth(double *t, size_t n, size_t k) {
     ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
     while (lo < hi) {

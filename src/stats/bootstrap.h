@@ -124,7 +124,7 @@ int boot_compare_means(const double *a, size_t na, const double *b, size_t nb,
 
 /* Jackknife acceleration of the mean of x, and of mean(a) - mean(b) (scipy's
  * multi-sample rule). Returns 0 when the jackknife has no spread (constant
- * data). */
+ * data, or fewer than 2 values). */
 double boot_accel_mean(const double *x, size_t n);
 double boot_accel_diff(const double *a, size_t na, const double *b, size_t nb);
 

@@ -38,10 +38,11 @@ fi
 
 echo "== geometry, full size"
 run_to "$tmp/g.txt" "$bin" geom "$GEOM_N" 768 || exit 1
+echo "(load average $(cut -d' ' -f1 /proc/loadavg) after the run)"
 echo "== geometry, $GEOM_SMALL x 768, C and numpy"
 run_to "$tmp/gs.txt" "$bin" geom "$GEOM_SMALL" 768 "$tmp" || exit 1
 if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
     run_to "$tmp/gp.txt" /usr/bin/python3 tests/bench/stats_ref.py geom "$tmp" "$GEOM_SMALL" 768 || exit 1
     c=$(field c_geom_seconds "$tmp/gs.txt"); py=$(field numpy_geom_seconds "$tmp/gp.txt")
-    echo "geometry $GEOM_SMALL x 768: C $c s, numpy $py s: numpy/C = $(ratio "$py" "$c")x"
+    echo "geometry $GEOM_SMALL x 768: C $c s, numpy $py s: numpy/C = $(ratio "$py" "$c")x (load average $(cut -d' ' -f1 /proc/loadavg); both are sgemm-bound, the point of the C version is memory)"
 fi

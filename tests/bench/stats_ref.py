@@ -93,7 +93,9 @@ def cmd_geom(d, n, dim):
     best = G.max(axis=1)
     elapsed = time.perf_counter() - t0
     print("numpy %d x %d: largest |C - numpy| %.2e" % (n, dim, float(np.abs(best - c_nn).max())))
+    import resource
     print("numpy_geom_seconds %.3f" % elapsed)
+    print("numpy_geom_peak_rss_mib %.1f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
 
 
 if __name__ == "__main__":
