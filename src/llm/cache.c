@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -82,6 +83,21 @@ int llm_cache_get(const char *dir, const char *key, char **body, size_t *n) {
     return rc;
 }
 
+/* tmp + rename without fsync: atomic against a killed process (see cache.h). */
+static int write_entry(const char *file, const char *text) {
+    char *tmp = atomic_tmp_path(file);
+    if (!tmp) return -1;
+    FILE *f = fopen(tmp, "wb");
+    int rc = f ? 0 : err_errno("%s: cannot create", tmp);
+    size_t n = strlen(text);
+    if (f && fwrite(text, 1, n, f) != n) rc = err_errno("%s: write failed", tmp);
+    if (f && fclose(f) != 0 && rc == 0) rc = err_errno("%s: close failed", tmp);
+    if (rc == 0 && rename(tmp, file) != 0) rc = err_errno("%s: cannot rename into place", file);
+    if (rc != 0) unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
 int llm_cache_put(const char *dir, const char *key, const char *method, const char *path,
                   const char *request_body, const char *response, size_t n) {
     char *file = llm_cache_path(dir, key);
@@ -114,7 +130,7 @@ int llm_cache_put(const char *dir, const char *key, const char *method, const ch
         text = cJSON_PrintUnformatted(e);
     }
     if (rc == 0 && !text) rc = err_set("cannot encode the entry (request body not JSON?)");
-    if (rc == 0) rc = atomic_write_file(file, text, strlen(text));
+    if (rc == 0) rc = write_entry(file, text);
     if (rc != 0) err_prefix("cache %s", file);
     free(text);
     free(resp);

@@ -10,8 +10,12 @@
  *    "request": <the body sent, as JSON>, "response_sha256": ...,
  *    "response": "<the body received, verbatim, as a string>"}
  *
- * written atomically (temp file, fsync, rename), so a reader sees a whole entry
- * or none. Reading verifies the format, that the stored request hashes to the
+ * written atomically (temp file, then rename), so a reader sees a whole entry
+ * or none, however the writing process dies. Entries are not fsync'd one by
+ * one: that would stall the transfer loop for milliseconds per reply, and the
+ * cache only saves money, it holds no result. After an operating-system crash
+ * an entry may be missing or torn; reading detects that and the request is
+ * simply fetched again. Reading verifies the format, that the stored request hashes to the
  * key and that the response matches its digest; anything else is "corrupt":
  * the caller refetches and the new entry overwrites it.
  */

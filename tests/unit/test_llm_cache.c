@@ -5,7 +5,7 @@
  *   overwritten; failures are not cached.
  * - A batch killed with SIGKILL half-way and run again pays for nothing twice,
  *   except requests that were in flight at the kill. Precisely: the client
- *   commits a reply to the cache (fsync + rename) before it calls on_done, so a
+ *   renames a reply into the cache before it calls on_done, so a
  *   request whose on_done ran is never sent again; a request is sent a second
  *   time only if it had been sent but its reply was not yet committed when the
  *   process died, and there are at most `concurrency` of those.
