@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cli/cli.h"
 #include "io/atomic.h"
 #include "io/h5.h"
 #include "model/lm.h"
@@ -149,10 +151,58 @@ static void test_killed_run_resumes_bit_identically(void **state) {
     free(dir);
 }
 
+/* Run cmd_lm_train with stdout captured into *out. */
+static int run_cli(char **out, int argc, const char **argv) {
+    char tmpl[] = "/tmp/autointerp-lmtrain-out-XXXXXX";
+    int fd = mkstemp(tmpl);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    int rc = cmd_lm_train(argc, (char **)argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(fd);
+    size_t n;
+    *out = read_file_all(tmpl, 0, &n);
+    unlink(tmpl);
+    return rc;
+}
+
+static void test_cli_prints_entropy_and_curve(void **state) {
+    (void)state;
+    char *dir = test_tmpdir("lmtrain");
+    char *tokens = synthetic_dataset(dir, 8000);
+    char *out_dir = path_join(dir, "m");
+    const char *argv[] = {"lm-train", "--tokens", tokens, "--out", out_dir, "--n-layer", "1",
+                          "--n-embd", "16", "--n-head", "2", "--context", "8", "--batch", "4",
+                          "--steps", "20", "--eval-every", "10", "--quiet"};
+    char *out = NULL;
+    assert_int_equal(run_cli(&out, 20, argv), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "unigram entropy"));
+    assert_non_null(strstr(out, "\n      10 "));
+    assert_non_null(strstr(out, "\n      20 "));
+    free(out);
+    const char *both[] = {"lm-train", "--tokens", tokens, "--out", out_dir, "--steps", "5",
+                          "--minutes", "1"};
+    assert_int_equal(run_cli(&out, 9, both), 2);
+    free(out);
+    const char *heads[] = {"lm-train", "--tokens", tokens, "--out", out_dir, "--n-embd", "30",
+                           "--n-head", "4"};
+    assert_int_equal(run_cli(&out, 9, heads), 2);
+    free(out);
+    test_rmtree(dir);
+    free(out_dir);
+    free(tokens);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_training_lowers_the_loss_and_writes_a_loadable_model),
         cmocka_unit_test(test_killed_run_resumes_bit_identically),
+        cmocka_unit_test(test_cli_prints_entropy_and_curve),
     };
     return cmocka_run_group_tests_name("lm-train", tests, NULL, NULL);
 }
