@@ -25,6 +25,9 @@ static const struct entry commands[] = {
     {"tokenize", cmd_tokenize, "turn text files into an HDF5 token dataset"},
     {"lm-train", cmd_lm_train, "train a small GPT-2 from scratch (Hugging Face layout out)"},
     {"lm-eval", cmd_lm_eval, "cross-entropy, perplexity and speed of a model on tokens"},
+    {"train", cmd_train, "train the SAE sweep of a config (local, e2e, e2e+ds)"},
+    {"sae-eval", cmd_sae_eval, "L0, alive, CE increase, KL, MSE of an SAE on held-out tokens"},
+    {"extract", cmd_extract, "sample alive features and collect their example windows"},
     {"inspect", cmd_inspect, "summarise any file autointerp reads or writes"},
     {"config", cmd_config, "check a config and print it fully resolved"},
 };
