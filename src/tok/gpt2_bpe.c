@@ -53,8 +53,6 @@
 
 #define GPT2_MAX_FILE_BYTES ((size_t)512 << 20)
 #define GPT2_MAX_VOCAB (1 << 24)
-#define CACHE_MAX_WORD 255
-#define CACHE_MAX_SLOTS (1u << 21)
 
 static const char EOT_TEXT[] = "<|endoftext|>";
 
@@ -446,21 +444,6 @@ static size_t pretoken_end(const uint8_t *s, size_t n, size_t p) {
 
 /* ---- encoding ---- */
 
-struct wcache_slot {
-    uint64_t h;
-    uint32_t key_off, ids_off;
-    uint16_t key_len, n_ids; /* key_len 0: empty slot */
-};
-
-struct wcache {
-    struct wcache_slot *slots;
-    uint32_t mask, used;
-    uint8_t *keys;
-    size_t keys_n, keys_cap;
-    int32_t *ids;
-    size_t ids_n, ids_cap;
-};
-
 struct enc {
     const struct gpt2_bpe *g;
     int32_t **ids;
@@ -469,74 +452,8 @@ struct enc {
     size_t clean_cap;
     int32_t *sym;
     size_t sym_cap;
-    struct wcache cache;
+    struct tok_wcache cache;
 };
-
-static void wcache_free(struct wcache *c) {
-    free(c->slots);
-    free(c->keys);
-    free(c->ids);
-}
-
-static const struct wcache_slot *wcache_get(const struct wcache *c, uint64_t h, const uint8_t *w,
-                                            size_t n) {
-    if (!c->slots) return NULL;
-    for (uint32_t i = (uint32_t)h & c->mask;; i = (i + 1) & c->mask) {
-        const struct wcache_slot *s = &c->slots[i];
-        if (s->key_len == 0) return NULL;
-        if (s->h == h && s->key_len == n && memcmp(c->keys + s->key_off, w, n) == 0) return s;
-    }
-}
-
-static int wcache_grow(struct wcache *c) {
-    uint32_t size = c->slots ? (c->mask + 1) * 2 : 256;
-    struct wcache_slot *t = xcalloc(size, sizeof *t);
-    if (!t) return -1;
-    if (c->slots)
-        for (uint32_t i = 0; i <= c->mask; i++) {
-            if (c->slots[i].key_len == 0) continue;
-            uint32_t j = (uint32_t)c->slots[i].h & (size - 1);
-            while (t[j].key_len) j = (j + 1) & (size - 1);
-            t[j] = c->slots[i];
-        }
-    free(c->slots);
-    c->slots = t;
-    c->mask = size - 1;
-    return 0;
-}
-
-static int grow_bytes(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need) c *= 2;
-    void *q = xrealloc(*p, c * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
-/* Remember word w -> ids; a full cache just stops remembering. */
-static int wcache_put(struct wcache *c, uint64_t h, const uint8_t *w, size_t n, const int32_t *ids,
-                      size_t n_ids) {
-    if (!c->slots || 2 * (c->used + 1) > c->mask + 1) {
-        if (c->slots && c->mask + 1 >= CACHE_MAX_SLOTS) return 0;
-        if (wcache_grow(c) != 0) return -1;
-    }
-    if (grow_bytes((void **)&c->keys, &c->keys_cap, c->keys_n + n, 1) != 0 ||
-        grow_bytes((void **)&c->ids, &c->ids_cap, c->ids_n + n_ids, sizeof *ids) != 0)
-        return -1;
-    uint32_t i = (uint32_t)h & c->mask;
-    while (c->slots[i].key_len) i = (i + 1) & c->mask;
-    c->slots[i] = (struct wcache_slot){h, (uint32_t)c->keys_n, (uint32_t)c->ids_n, (uint16_t)n,
-                                       (uint16_t)n_ids};
-    memcpy(c->keys + c->keys_n, w, n);
-    memcpy(c->ids + c->ids_n, ids, n_ids * sizeof *ids);
-    c->keys_n += n;
-    c->ids_n += n_ids;
-    c->used++;
-    return 0;
-}
 
 static int emit(struct enc *e, const int32_t *ids, size_t k) {
     if (tok_ids_reserve(e->ids, *e->n, e->cap, k) != 0) return -1;
@@ -577,22 +494,20 @@ static size_t bpe_merge(const struct gpt2_bpe *g, int32_t *sym, size_t m) {
 static int encode_word(struct enc *e, const uint8_t *w, size_t n) {
     const struct gpt2_bpe *g = e->g;
     if (n == 1) return emit(e, &g->byte_token[w[0]], 1);
-    uint64_t h = 0;
-    if (n <= CACHE_MAX_WORD) {
-        h = tok_hash_bytes(w, n);
-        const struct wcache_slot *s = wcache_get(&e->cache, h, w, n);
-        if (s) return emit(e, e->cache.ids + s->ids_off, s->n_ids);
-    }
-    if (grow_bytes((void **)&e->sym, &e->sym_cap, n, sizeof *e->sym) != 0) return -1;
+    uint64_t h = n <= TOK_WCACHE_MAX_KEY ? tok_hash_bytes(w, n) : 0;
+    size_t n_ids;
+    const int32_t *hit = tok_wcache_get(&e->cache, h, w, n, &n_ids);
+    if (hit) return emit(e, hit, n_ids);
+    if (tok_grow((void **)&e->sym, &e->sym_cap, n, sizeof *e->sym) != 0) return -1;
     for (size_t i = 0; i < n; i++) e->sym[i] = g->byte_token[w[i]];
     size_t m = bpe_merge(g, e->sym, n);
-    if (n <= CACHE_MAX_WORD && wcache_put(&e->cache, h, w, n, e->sym, m) != 0) return -1;
+    if (tok_wcache_put(&e->cache, h, w, n, e->sym, m) != 0) return -1;
     return emit(e, e->sym, m);
 }
 
 static int encode_piece(struct enc *e, const uint8_t *s, size_t n) {
     if (utf8_first_invalid(s, n) < n) {
-        if (grow_bytes((void **)&e->clean, &e->clean_cap, 3 * n, 1) != 0) return -1;
+        if (tok_grow((void **)&e->clean, &e->clean_cap, 3 * n, 1) != 0) return -1;
         n = utf8_repair(s, n, e->clean);
         s = e->clean;
     }
@@ -618,7 +533,7 @@ int gpt2_bpe_encode(const struct gpt2_bpe *g, const char *text, size_t len, int3
         if (rc == 0 && hit) rc = emit(&e, &g->eot_id, 1);
         pos = hit ? stop + sizeof EOT_TEXT - 1 : len;
     }
-    wcache_free(&e.cache);
+    tok_wcache_free(&e.cache);
     free(e.clean);
     free(e.sym);
     return rc;

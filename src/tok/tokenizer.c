@@ -4,7 +4,8 @@
  * (gpt2_bpe.c), a regular file a llama2.c tokenizer (llama2c_tok.c). Every other
  * call dispatches on the kind. The shared pieces are the vocabulary store
  * (tok_vocab: token bytes plus a hash index from bytes to id), the map from an id
- * pair to its merge (tok_pairmap) and the growth of the caller's id vector.
+ * pair to its merge (tok_pairmap), the per-call word cache (tok_wcache) and the
+ * growth of the caller's id vector.
  *
  * Ids are documented per kind:
  *   GPT-2:    eot = bos = the id of "<|endoftext|>" (50256; Hugging Face's config
@@ -119,6 +120,81 @@ int tok_pairmap_put(struct tok_pairmap *m, int32_t a, int32_t b, uint32_t rank, 
 void tok_pairmap_free(struct tok_pairmap *m) {
     free(m->slots);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- word cache ---- */
+
+#define WCACHE_MAX_SLOTS (1u << 21)
+
+const int32_t *tok_wcache_get(const struct tok_wcache *c, uint64_t h, const void *key, size_t n,
+                              size_t *n_ids) {
+    if (!c->slots || n == 0 || n > TOK_WCACHE_MAX_KEY) return NULL;
+    for (uint32_t i = (uint32_t)h & c->mask;; i = (i + 1) & c->mask) {
+        const struct tok_wcache_slot *s = &c->slots[i];
+        if (s->key_len == 0) return NULL;
+        if (s->h == h && s->key_len == n && memcmp(c->keys + s->key_off, key, n) == 0) {
+            *n_ids = s->n_ids;
+            return c->ids + s->ids_off;
+        }
+    }
+}
+
+static int wcache_grow(struct tok_wcache *c) {
+    uint32_t size = c->slots ? (c->mask + 1) * 2 : 256;
+    struct tok_wcache_slot *t = xcalloc(size, sizeof *t);
+    if (!t) return -1;
+    if (c->slots)
+        for (uint32_t i = 0; i <= c->mask; i++) {
+            if (c->slots[i].key_len == 0) continue;
+            uint32_t j = (uint32_t)c->slots[i].h & (size - 1);
+            while (t[j].key_len) j = (j + 1) & (size - 1);
+            t[j] = c->slots[i];
+        }
+    free(c->slots);
+    c->slots = t;
+    c->mask = size - 1;
+    return 0;
+}
+
+int tok_grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap && *p) return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = xrealloc(*p, c * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n,
+                   const int32_t *ids, size_t n_ids) {
+    if (n == 0 || n > TOK_WCACHE_MAX_KEY || n_ids > UINT16_MAX) return 0;
+    if (!c->slots || 2 * (c->used + 1) > c->mask + 1) {
+        if (c->slots && c->mask + 1 >= WCACHE_MAX_SLOTS) return 0;
+        if (wcache_grow(c) != 0) return -1;
+    }
+    if (c->keys_n + n > UINT32_MAX || c->ids_n + n_ids > UINT32_MAX) return 0;
+    if (tok_grow((void **)&c->keys, &c->keys_cap, c->keys_n + n, 1) != 0 ||
+        tok_grow((void **)&c->ids, &c->ids_cap, c->ids_n + n_ids, sizeof *ids) != 0)
+        return -1;
+    uint32_t i = (uint32_t)h & c->mask;
+    while (c->slots[i].key_len) i = (i + 1) & c->mask;
+    c->slots[i] = (struct tok_wcache_slot){h, (uint32_t)c->keys_n, (uint32_t)c->ids_n,
+                                           (uint16_t)n, (uint16_t)n_ids};
+    memcpy(c->keys + c->keys_n, key, n);
+    memcpy(c->ids + c->ids_n, ids, n_ids * sizeof *ids);
+    c->keys_n += n;
+    c->ids_n += n_ids;
+    c->used++;
+    return 0;
+}
+
+void tok_wcache_free(struct tok_wcache *c) {
+    free(c->slots);
+    free(c->keys);
+    free(c->ids);
+    memset(c, 0, sizeof *c);
 }
 
 int tok_ids_reserve(int32_t **ids, size_t n, size_t *cap, size_t more) {

@@ -103,6 +103,33 @@ static inline const struct tok_pair_slot *tok_pairmap_get(const struct tok_pairm
     }
 }
 
+/* A per-call memo from a key (a pre-token's bytes, or a run of initial ids) to
+ * the ids it encodes to; prose repeats its words, so BPE runs once per distinct
+ * word. Keys longer than TOK_WCACHE_MAX_KEY bytes are not kept, and a full cache
+ * stops remembering. Zero-initialise; tok_wcache_free when done. */
+#define TOK_WCACHE_MAX_KEY 1024
+struct tok_wcache_slot {
+    uint64_t h;
+    uint32_t key_off, ids_off;
+    uint16_t key_len, n_ids; /* key_len 0: empty slot */
+};
+struct tok_wcache {
+    struct tok_wcache_slot *slots;
+    uint32_t mask, used;
+    unsigned char *keys;
+    size_t keys_n, keys_cap;
+    int32_t *ids;
+    size_t ids_n, ids_cap;
+};
+const int32_t *tok_wcache_get(const struct tok_wcache *c, uint64_t h, const void *key, size_t n,
+                              size_t *n_ids);
+int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n,
+                   const int32_t *ids, size_t n_ids);
+void tok_wcache_free(struct tok_wcache *c);
+
+/* Grow *p (elements of elem bytes, capacity *cap) to hold need elements. */
+int tok_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* Make room for `more` ids in a caller's (*ids, *n, *cap) vector. */
 int tok_ids_reserve(int32_t **ids, size_t n, size_t *cap, size_t more);
 
