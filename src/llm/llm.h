@@ -15,7 +15,10 @@
  * forbidden, unknown model) stop the whole batch, as does reaching a budget cap.
  * A stopped batch still finishes what is in flight and marks everything else
  * "not attempted: run stopped because ...". Every successful response body is
- * written to the cache (atomically) before the callback runs.
+ * renamed into the cache before the callback runs; hence the resume guarantee:
+ * a request whose callback ran is never sent again by a rerun with the same
+ * cache, and after a kill at most the `concurrency` requests that were in
+ * flight (sent, reply not yet in the cache) are sent a second time.
  *
  * Secrets: the API key is read from the environment variable named by
  * api_key_env at the moment each request is sent, is placed only in the
@@ -296,9 +299,10 @@ typedef int (*llm_done_fn)(struct llm_request *req, int index, void *ctx);
  * request then ok or failed on its own), -1 when it was stopped (a 401/402/403/
  * 404, a budget cap, the deadline, on_done asking), with err_msg saying why.
  * Either way every request has its final result and on_done (may be NULL) was
- * called exactly once for each. A stop caused by authentication, credit or an
- * unknown model, or by the budget, is sticky: later batches on this client
- * mark everything not attempted (cache hits are still served). */
+ * called exactly once for each. A stop caused by 401/402/403/404, a missing
+ * key variable, a transport error that would fail every request (malformed
+ * URL, untrusted certificate) or the budget is sticky: later batches on this
+ * client mark everything not attempted (cache hits are still served). */
 int llm_run_batch(struct llm_client *c, struct llm_request *reqs, int n, llm_done_fn on_done,
                   void *ctx);
 
