@@ -177,25 +177,27 @@ static void test_decode_rules(void **state) {
 static void test_merge_order_synthetic(void **state) {
     (void)state;
     char *dir = test_tmpdir("llama-merge");
-    static const char *const extra[] = {" ", "a", "b", "ab", "ba", "aba", " a"};
-    float scores[] = {-1, -1, -1, -5, -5, -9, -20};
-    struct blob bl = synthetic(extra, scores, 7);
+    static const char *const extra[] = {" ", "a", "b", "ab", "ba", "aba", " a", "c", "bc"};
+    float scores[] = {-1, -1, -1, -5, -5, -9, -20, -1, -5};
+    struct blob bl = synthetic(extra, scores, 9);
     struct tokenizer *tok = load_blob(dir, "t.bin", &bl);
     if (!tok) fail_msg("%s", err_msg());
-    /* ids: " "=259 a=260 b=261 ab=262 ba=263 aba=264 " a"=265 */
+    /* ids: " "=259 a=260 b=261 ab=262 ba=263 aba=264 " a"=265 c=266 bc=267 */
+    int32_t want0[] = {259, 262, 266}; /* ab and bc tie at -5: the leftmost merges */
+    expect_ids(tok, "abc", want0, 3);
     /* " aba": pairs " a"(-20), ab(-5), ba(-5) -> ab first -> [" ", ab, a];
      * then (ab,a) = "aba" (-9), (" ",ab) = " ab" absent -> [" ", aba]. */
     int32_t want1[] = {259, 264};
     expect_ids(tok, "aba", want1, 2);
-    /* an unknown character falls back to bytes, which merge only as "<0x63>" text */
-    int32_t want2[] = {259, 3 + 'c', 262};
-    expect_ids(tok, "cab", want2, 3);
+    /* an unknown character falls back to bytes, which merge only as "<0x64>" text */
+    int32_t want2[] = {259, 3 + 'd', 262};
+    expect_ids(tok, "dab", want2, 3);
     tokenizer_free(tok);
     free(bl.p);
 
     /* raise ba above ab: now ba merges first and "aba" forms from (a, ba) */
-    float scores2[] = {-1, -1, -1, -5, -4, -9, -20};
-    bl = synthetic(extra, scores2, 7);
+    float scores2[] = {-1, -1, -1, -5, -4, -9, -20, -1, -5};
+    bl = synthetic(extra, scores2, 9);
     tok = load_blob(dir, "t2.bin", &bl);
     expect_ids(tok, "aba", want1, 2);
     int32_t want3[] = {259, 263, 263}; /* "baba": ba, ba (ab between them loses) */
