@@ -308,6 +308,30 @@ static void test_matches_brute_force_with_two_hooks_in_one_pass(void **state) {
     examples_free(&e2);
 }
 
+/* The same checks by an independent numpy implementation (model included). */
+static void test_matches_numpy_reference(void **state) {
+    (void)state;
+    if (!have_python_modules("numpy h5py")) skip_because("/usr/bin/python3 lacks numpy or h5py");
+    struct extract_settings s = small_settings();
+    s.context = 48; /* sequences of a different length than the model's maximum */
+    s.max_tokens = 12 * 48;
+    const char *saes[] = {fx.sae1, fx.sae2};
+    char *out = path_join(fx.dir, "numpy");
+    assert_int_equal(run(&s, out, saes, 2, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        char *ex = extract_output_path(out, saes[i]), cmd[4096], *log = NULL;
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/extract_ref.py %s %s %s %s 48",
+                 fx.model, fx.tokens, saes[i], ex);
+        int rc = run_capture(cmd, &log);
+        if (rc != 0) fail_msg("%s", log ? log : "extract_ref.py failed");
+        assert_non_null(strstr(log, "ok"));
+        free(log);
+        free(ex);
+    }
+    test_rmtree(out);
+    free(out);
+}
+
 static void test_rerun_skips_complete_and_redoes_changed(void **state) {
     (void)state;
     struct extract_settings s = small_settings();
@@ -540,6 +564,7 @@ static void test_cli_config_form(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force_with_two_hooks_in_one_pass),
+        cmocka_unit_test(test_matches_numpy_reference),
         cmocka_unit_test(test_rerun_skips_complete_and_redoes_changed),
         cmocka_unit_test(test_killed_run_restarts_cleanly),
         cmocka_unit_test(test_examples_load_refuses_partial_files),
