@@ -72,17 +72,22 @@ static int byte_is_printable(int b) {
 
 /* byte_of_cp[cp] for cp < 0x144: the byte that code point stands for, or -1. */
 static void byte_alphabet(int16_t byte_of_cp[0x144]) {
-    for (int cp = 0; cp < 0x144; cp++) byte_of_cp[cp] = -1;
+    for (int cp = 0; cp < 0x144; cp++)
+        byte_of_cp[cp] = -1;
     int extra = 0;
-    for (int b = 0; b < 256; b++) byte_of_cp[byte_is_printable(b) ? b : 0x100 + extra++] = (int16_t)b;
+    for (int b = 0; b < 256; b++)
+        byte_of_cp[byte_is_printable(b) ? b : 0x100 + extra++] = (int16_t)b;
 }
 
 /* Strict UTF-8 decode of one code point; returns its length or 0 when invalid. */
 static int utf8_decode_strict(const unsigned char *s, size_t n, uint32_t *cp) {
     if (n == 0) return 0;
     unsigned char b = s[0];
-    int len = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
-                                                   : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    int len = b < 0x80                 ? 1
+              : b >= 0xC2 && b <= 0xDF ? 2
+              : b >= 0xE0 && b <= 0xEF ? 3
+              : b >= 0xF0 && b <= 0xF4 ? 4
+                                       : 0;
     if (len == 0 || (size_t)len > n) return 0;
     uint32_t c = len == 1 ? b : (uint32_t)(b & (0xFF >> (len + 1)));
     for (int k = 1; k < len; k++) {
@@ -194,10 +199,12 @@ static int merge_line(struct gpt2_bpe *g, const int16_t *byte_of_cp, char *line,
     size_t fl[3];
     int nf = 0;
     for (size_t i = 0; i < len;) {
-        while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
+        while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+            i++;
         if (i == len) break;
         size_t j = i;
-        while (j < len && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') j++;
+        while (j < len && line[j] != ' ' && line[j] != '\t' && line[j] != '\r')
+            j++;
         if (nf == 3) break;
         f[nf] = line + i;
         fl[nf++] = j - i;
@@ -221,8 +228,8 @@ static int merge_line(struct gpt2_bpe *g, const int16_t *byte_of_cp, char *line,
         const char *part = k == 0 ? buf : buf + xl + 1;
         size_t plen = k == 0 ? xl : yl;
         if (tok_vocab_find(&g->vocab, part, plen) < 0)
-            return err_set("merge \"%.*s %.*s\": \"%.*s\" is not in the vocabulary",
-                           (int)fl[0], f[0], (int)fl[1], f[1], (int)fl[k], f[k]);
+            return err_set("merge \"%.*s %.*s\": \"%.*s\" is not in the vocabulary", (int)fl[0],
+                           f[0], (int)fl[1], f[1], (int)fl[k], f[k]);
     }
     if (merge_add_with_aliases(g, buf, xl + 1 + yl, xl, g->n_merges, scratch) != 0)
         return err_prefix("merge \"%.*s %.*s\"", (int)fl[0], f[0], (int)fl[1], f[1]);
@@ -300,8 +307,12 @@ void gpt2_bpe_free(struct gpt2_bpe *g) {
     free(g);
 }
 
-int gpt2_bpe_vocab_size(const struct gpt2_bpe *g) { return g->vocab.n; }
-int gpt2_bpe_eot_id(const struct gpt2_bpe *g) { return g->eot_id; }
+int gpt2_bpe_vocab_size(const struct gpt2_bpe *g) {
+    return g->vocab.n;
+}
+int gpt2_bpe_eot_id(const struct gpt2_bpe *g) {
+    return g->eot_id;
+}
 
 /* ---- UTF-8 repair (what Node's decoder does before the oracle sees text) ---- */
 
@@ -499,7 +510,8 @@ static int encode_word(struct enc *e, const uint8_t *w, size_t n) {
     const int32_t *hit = tok_wcache_get(&e->cache, h, w, n, &n_ids);
     if (hit) return emit(e, hit, n_ids);
     if (tok_grow((void **)&e->sym, &e->sym_cap, n, sizeof *e->sym) != 0) return -1;
-    for (size_t i = 0; i < n; i++) e->sym[i] = g->byte_token[w[i]];
+    for (size_t i = 0; i < n; i++)
+        e->sym[i] = g->byte_token[w[i]];
     size_t m = bpe_merge(g, e->sym, n);
     if (tok_wcache_put(&e->cache, h, w, n, e->sym, m) != 0) return -1;
     return emit(e, e->sym, m);
@@ -526,8 +538,8 @@ int gpt2_bpe_encode(const struct gpt2_bpe *g, const char *text, size_t len, int3
     int rc = 0;
     size_t pos = 0;
     while (rc == 0 && pos < len) {
-        const uint8_t *hit = g->eot_id < 0 ? NULL
-                                           : memmem(s + pos, len - pos, EOT_TEXT, sizeof EOT_TEXT - 1);
+        const uint8_t *hit =
+            g->eot_id < 0 ? NULL : memmem(s + pos, len - pos, EOT_TEXT, sizeof EOT_TEXT - 1);
         size_t stop = hit ? (size_t)(hit - s) : len;
         rc = encode_piece(&e, s + pos, stop - pos);
         if (rc == 0 && hit) rc = emit(&e, &g->eot_id, 1);

@@ -57,9 +57,9 @@ struct llama2c_tok {
     struct tok_vocab vocab; /* strings as in the file (byte tokens as "<0xNN>") */
     float *scores;
     int max_token_length;
-    int32_t prefix_id; /* the dummy-prefix token " " */
-    int32_t *canon;    /* lowest id with the same string */
-    struct tok_pairmap pairs; /* (a, b) -> the token spelled str(a) str(b) */
+    int32_t prefix_id;         /* the dummy-prefix token " " */
+    int32_t *canon;            /* lowest id with the same string */
+    struct tok_pairmap pairs;  /* (a, b) -> the token spelled str(a) str(b) */
     uint8_t bigram[65536 / 8]; /* bit x*256+y: some token has the bytes x y in a row */
     char byte_values[256];
 };
@@ -196,7 +196,9 @@ void llama2c_tok_free(struct llama2c_tok *t) {
     free(t);
 }
 
-int llama2c_tok_vocab_size(const struct llama2c_tok *t) { return t->vocab.n; }
+int llama2c_tok_vocab_size(const struct llama2c_tok *t) {
+    return t->vocab.n;
+}
 
 /* ---- encoding ---- */
 
@@ -260,7 +262,8 @@ static struct cand heap_pop(struct merger *m) {
 /* Queue the pair (i, j) if its concatenation is a token that may merge. */
 static int consider_pair(struct merger *m, uint32_t i, uint32_t j) {
     const struct llama2c_tok *t = m->t;
-    const struct tok_pair_slot *p = tok_pairmap_get(&t->pairs, t->canon[m->id[i]], t->canon[m->id[j]]);
+    const struct tok_pair_slot *p =
+        tok_pairmap_get(&t->pairs, t->canon[m->id[i]], t->canon[m->id[j]]);
     if (!p || !(t->scores[p->merged] > NO_MERGE_SCORE)) return 0;
     return heap_push(m, (struct cand){t->scores[p->merged], i, j, m->id[i], m->id[j], p->merged});
 }
@@ -272,12 +275,14 @@ static size_t initial_tokens(const struct llama2c_tok *t, const unsigned char *s
     id[k++] = t->prefix_id;
     for (size_t i = 0; i < len;) {
         size_t j = i + 1;
-        while (j < len && (s[j] & 0xC0) == 0x80 && j - i < 4) j++;
+        while (j < len && (s[j] & 0xC0) == 0x80 && j - i < 4)
+            j++;
         int32_t tok = tok_vocab_find(&t->vocab, s + i, j - i);
         if (tok >= 0)
             id[k++] = tok;
         else
-            for (size_t b = i; b < j; b++) id[k++] = LLAMA_BYTE0 + s[b];
+            for (size_t b = i; b < j; b++)
+                id[k++] = LLAMA_BYTE0 + s[b];
         i = j;
     }
     return k;
@@ -342,7 +347,8 @@ static int encode_segment(struct merger *m, uint32_t s, uint32_t e, int32_t **id
     memcpy(m->key, m->id + s, key_bytes);
     if (merge_range(m, s, e) != 0) return -1;
     size_t k = 0;
-    for (uint32_t i = s; i != NONE; i = m->next[i]) m->out[k++] = m->id[i];
+    for (uint32_t i = s; i != NONE; i = m->next[i])
+        m->out[k++] = m->id[i];
     if (tok_wcache_put(&m->cache, h, m->key, key_bytes, m->out, k) != 0) return -1;
     return emit_ids(ids, n, cap, m->out, k);
 }

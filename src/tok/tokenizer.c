@@ -42,7 +42,8 @@ int tok_vocab_set(struct tok_vocab *v, int id, const void *bytes, size_t len) {
     if (len > UINT32_MAX / 2) return err_set("token id %d is %zu bytes long", id, len);
     if (v->blob_n + len + 1 > v->blob_cap) {
         size_t cap = v->blob_cap ? v->blob_cap : 4096;
-        while (cap < v->blob_n + len + 1) cap *= 2;
+        while (cap < v->blob_n + len + 1)
+            cap *= 2;
         char *b = xrealloc(v->blob, cap);
         if (!b) return -1;
         v->blob = b;
@@ -62,7 +63,8 @@ int tok_vocab_index(struct tok_vocab *v) {
         if (v->len[id] == UINT32_MAX)
             return err_set("ids must run 0..%d without gaps; id %d is missing", v->n - 1, id);
     uint32_t size = 16;
-    while (size < 2u * (uint32_t)v->n) size *= 2;
+    while (size < 2u * (uint32_t)v->n)
+        size *= 2;
     v->slots = xmalloc(size * sizeof *v->slots);
     if (!v->slots) return -1;
     memset(v->slots, 0xFF, size * sizeof *v->slots);
@@ -72,7 +74,8 @@ int tok_vocab_index(struct tok_vocab *v) {
         const char *b = tok_vocab_bytes(v, id, &len);
         if (tok_vocab_find(v, b, len) >= 0) continue; /* duplicate: keep the lower id */
         uint32_t i = (uint32_t)tok_hash_bytes(b, len) & v->mask;
-        while (v->slots[i] >= 0) i = (i + 1) & v->mask;
+        while (v->slots[i] >= 0)
+            i = (i + 1) & v->mask;
         v->slots[i] = id;
     }
     return 0;
@@ -88,7 +91,8 @@ void tok_vocab_free(struct tok_vocab *v) {
 
 static struct tok_pair_slot *pair_slot_for(struct tok_pair_slot *t, uint32_t mask, uint64_t key) {
     uint32_t i = tok_pair_hash(key) & mask;
-    while (t[i].key != TOK_PAIR_EMPTY && t[i].key != key) i = (i + 1) & mask;
+    while (t[i].key != TOK_PAIR_EMPTY && t[i].key != key)
+        i = (i + 1) & mask;
     return &t[i];
 }
 
@@ -96,7 +100,8 @@ static int pairmap_grow(struct tok_pairmap *m) {
     uint32_t size = m->slots ? (m->mask + 1) * 2 : 1024;
     struct tok_pair_slot *t = xmalloc(size * sizeof *t);
     if (!t) return -1;
-    for (uint32_t i = 0; i < size; i++) t[i].key = TOK_PAIR_EMPTY;
+    for (uint32_t i = 0; i < size; i++)
+        t[i].key = TOK_PAIR_EMPTY;
     if (m->slots)
         for (uint32_t i = 0; i <= m->mask; i++)
             if (m->slots[i].key != TOK_PAIR_EMPTY)
@@ -147,7 +152,8 @@ static int wcache_grow(struct tok_wcache *c) {
         for (uint32_t i = 0; i <= c->mask; i++) {
             if (c->slots[i].key_len == 0) continue;
             uint32_t j = (uint32_t)c->slots[i].h & (size - 1);
-            while (t[j].key_len) j = (j + 1) & (size - 1);
+            while (t[j].key_len)
+                j = (j + 1) & (size - 1);
             t[j] = c->slots[i];
         }
     free(c->slots);
@@ -159,7 +165,8 @@ static int wcache_grow(struct tok_wcache *c) {
 int tok_grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap && *p) return 0;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *q = xrealloc(*p, c * elem);
     if (!q) return -1;
     *p = q;
@@ -167,8 +174,8 @@ int tok_grow(void **p, size_t *cap, size_t need, size_t elem) {
     return 0;
 }
 
-int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n,
-                   const int32_t *ids, size_t n_ids) {
+int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n, const int32_t *ids,
+                   size_t n_ids) {
     if (n == 0 || n > TOK_WCACHE_MAX_KEY || n_ids > UINT16_MAX) return 0;
     if (!c->slots || 2 * (c->used + 1) > c->mask + 1) {
         if (c->slots && c->mask + 1 >= WCACHE_MAX_SLOTS) return 0;
@@ -179,9 +186,10 @@ int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n,
         tok_grow((void **)&c->ids, &c->ids_cap, c->ids_n + n_ids, sizeof *ids) != 0)
         return -1;
     uint32_t i = (uint32_t)h & c->mask;
-    while (c->slots[i].key_len) i = (i + 1) & c->mask;
-    c->slots[i] = (struct tok_wcache_slot){h, (uint32_t)c->keys_n, (uint32_t)c->ids_n,
-                                           (uint16_t)n, (uint16_t)n_ids};
+    while (c->slots[i].key_len)
+        i = (i + 1) & c->mask;
+    c->slots[i] = (struct tok_wcache_slot){h, (uint32_t)c->keys_n, (uint32_t)c->ids_n, (uint16_t)n,
+                                           (uint16_t)n_ids};
     memcpy(c->keys + c->keys_n, key, n);
     memcpy(c->ids + c->ids_n, ids, n_ids * sizeof *ids);
     c->keys_n += n;
@@ -200,7 +208,8 @@ void tok_wcache_free(struct tok_wcache *c) {
 int tok_ids_reserve(int32_t **ids, size_t n, size_t *cap, size_t more) {
     if (n + more <= *cap && *ids) return 0;
     size_t c = *cap ? *cap : 256;
-    while (c < n + more) c *= 2;
+    while (c < n + more)
+        c *= 2;
     int32_t *p = xrealloc(*ids, c * sizeof *p);
     if (!p) return -1;
     *ids = p;
@@ -238,7 +247,9 @@ void tokenizer_free(struct tokenizer *tok) {
     free(tok);
 }
 
-enum tokenizer_kind tokenizer_kind(const struct tokenizer *tok) { return tok->kind; }
+enum tokenizer_kind tokenizer_kind(const struct tokenizer *tok) {
+    return tok->kind;
+}
 
 const char *tokenizer_name(const struct tokenizer *tok) {
     return tok->kind == TOKENIZER_GPT2 ? "gpt2" : "llama2c";
@@ -268,8 +279,7 @@ const char *tokenizer_token_bytes(const struct tokenizer *tok, int32_t id, size_
     return llama2c_tok_token_bytes(tok->llama, id, len);
 }
 
-char *tokenizer_decode_len(const struct tokenizer *tok, const int32_t *ids, size_t n,
-                           size_t *len) {
+char *tokenizer_decode_len(const struct tokenizer *tok, const int32_t *ids, size_t n, size_t *len) {
     if (tok->kind == TOKENIZER_GPT2) return gpt2_bpe_decode(tok->gpt2, ids, n, len);
     return llama2c_tok_decode(tok->llama, ids, n, len);
 }

@@ -20,8 +20,8 @@ struct llama2c_tok;
 
 struct tokenizer {
     enum tokenizer_kind kind;
-    struct gpt2_bpe *gpt2;      /* kind == TOKENIZER_GPT2 */
-    struct llama2c_tok *llama;  /* kind == TOKENIZER_LLAMA2C */
+    struct gpt2_bpe *gpt2;     /* kind == TOKENIZER_GPT2 */
+    struct llama2c_tok *llama; /* kind == TOKENIZER_LLAMA2C */
 };
 
 /* A vocabulary of n byte strings. Ids are 0..n-1; tok_vocab_set may be called in
@@ -123,8 +123,8 @@ struct tok_wcache {
 };
 const int32_t *tok_wcache_get(const struct tok_wcache *c, uint64_t h, const void *key, size_t n,
                               size_t *n_ids);
-int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n,
-                   const int32_t *ids, size_t n_ids);
+int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n, const int32_t *ids,
+                   size_t n_ids);
 void tok_wcache_free(struct tok_wcache *c);
 
 /* Grow *p (elements of elem bytes, capacity *cap) to hold need elements. */
@@ -150,7 +150,6 @@ int llama2c_tok_vocab_size(const struct llama2c_tok *t);
 int llama2c_tok_encode(const struct llama2c_tok *t, const char *text, size_t len, int32_t **ids,
                        size_t *n, size_t *cap);
 const char *llama2c_tok_token_bytes(const struct llama2c_tok *t, int32_t id, size_t *len);
-char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n,
-                         size_t *len);
+char *llama2c_tok_decode(const struct llama2c_tok *t, const int32_t *ids, size_t n, size_t *len);
 
 #endif

@@ -3,8 +3,10 @@
  * Unicode 17.0 as seen by Node's regex engine: \p{L}, \p{N} and
  * JavaScript's \s over every code point, as sorted disjoint ranges [lo, hi]. Code
  * points in no range are UC_OTHER; uc_latin1 repeats the first 256 for speed.
- * Included only by src/tok/gpt2_bpe.c.
+ * Included only by src/tok/gpt2_bpe.c. test_tok_gpt2 compares it byte for byte with
+ * the generator's output, hence clang-format off.
  */
+/* clang-format off */
 #ifndef AUTOINTERP_TOK_UNICODE_CLASSES_INTERNAL_H
 #define AUTOINTERP_TOK_UNICODE_CLASSES_INTERNAL_H
 

@@ -52,7 +52,8 @@ int main(int argc, char **argv) {
         if (dt < best) best = dt;
     }
     if (print_ids) {
-        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", ids[i]);
         printf("\n");
     } else {
         printf("bytes=%zu tokens=%zu seconds=%.4f mb_per_s=%.3f\n", len, n, best,

@@ -48,8 +48,11 @@ out.push(' *');
 out.push(` * Unicode ${process.versions.unicode} as seen by Node's regex engine: \\p{L}, \\p{N} and`);
 out.push(' * JavaScript\'s \\s over every code point, as sorted disjoint ranges [lo, hi]. Code');
 out.push(' * points in no range are UC_OTHER; uc_latin1 repeats the first 256 for speed.');
-out.push(' * Included only by src/tok/gpt2_bpe.c.');
+out.push(' * Included only by src/tok/gpt2_bpe.c. test_tok_gpt2 compares it byte for byte with');
+out.push(' * the generator\'s output, hence clang-format off.');
 out.push(' */');
+out.push('/* clang-format off */');
+
 out.push('#ifndef AUTOINTERP_TOK_UNICODE_CLASSES_INTERNAL_H');
 out.push('#define AUTOINTERP_TOK_UNICODE_CLASSES_INTERNAL_H');
 out.push('');

@@ -34,7 +34,7 @@ static int have_oracle(void) {
 #define SKIP_UNLESS_ORACLE()                                                                       \
     do {                                                                                           \
         if (!have_oracle())                                                                        \
-            skip_because("node or .deps/npm/node_modules/gpt-3-encoder is absent "                \
+            skip_because("node or .deps/npm/node_modules/gpt-3-encoder is absent "                 \
                          "(scripts/setup.sh installs it)");                                        \
     } while (0)
 
@@ -70,10 +70,12 @@ static char *run_oracle(const char *flags, char *const *files, int n_files) {
     char *dir = test_tmpdir("gpt2-oracle");
     char *out_path = path_join(dir, "out.txt");
     size_t cap = 256 + strlen(out_path);
-    for (int i = 0; i < n_files; i++) cap += strlen(files[i]) + 3;
+    for (int i = 0; i < n_files; i++)
+        cap += strlen(files[i]) + 3;
     char *cmd = malloc(cap);
     size_t k = (size_t)sprintf(cmd, "node %s %s", ORACLE, flags);
-    for (int i = 0; i < n_files; i++) k += (size_t)sprintf(cmd + k, " '%s'", files[i]);
+    for (int i = 0; i < n_files; i++)
+        k += (size_t)sprintf(cmd + k, " '%s'", files[i]);
     sprintf(cmd + k, " > '%s'", out_path);
     char *log = NULL;
     int rc = run_capture(cmd, &log);
@@ -103,7 +105,8 @@ static struct ids next_line_ids(char **cursor) {
         if (r.n == r.cap) r.v = realloc(r.v, (r.cap = r.cap ? 2 * r.cap : 256) * sizeof *r.v);
         r.v[r.n++] = (int32_t)v;
         p = end;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
     }
     *cursor = nl + 1;
     return r;
@@ -120,7 +123,8 @@ static void print_ids_around(const char *who, const struct ids *x, size_t at) {
 static void assert_same_ids(const char *what, const struct tokenizer *tok, const struct ids *c,
                             const struct ids *js) {
     size_t i = 0;
-    while (i < c->n && i < js->n && c->v[i] == js->v[i]) i++;
+    while (i < c->n && i < js->n && c->v[i] == js->v[i])
+        i++;
     if (i == c->n && i == js->n) return;
     printf("%s: C gives %zu ids, gpt-3-encoder %zu; first difference at id %zu\n", what, c->n,
            js->n, i);
@@ -157,7 +161,8 @@ static int list_files(const char *dir, const char *suffix, char ***out) {
 }
 
 static void free_list(char **v, int n) {
-    for (int i = 0; i < n; i++) free(v[i]);
+    for (int i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -254,7 +259,8 @@ static char *tiny_encoder_json(const char *const *extra, int n_extra, int skip_b
         k += put_json_char(o + k, byte_cp(b));
         k += (size_t)sprintf(o + k, "\": %d, ", id++);
     }
-    for (int i = 0; i < n_extra; i++) k += (size_t)sprintf(o + k, "\"%s\": %d, ", extra[i], id++);
+    for (int i = 0; i < n_extra; i++)
+        k += (size_t)sprintf(o + k, "\"%s\": %d, ", extra[i], id++);
     sprintf(o + k, "\"<|endoftext|>\": %d}", id);
     return o;
 }
@@ -425,9 +431,9 @@ static void test_invalid_utf8_becomes_one_replacement_per_maximal_subpart(void *
         {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* lone surrogate: 3 */
         {"a\xE2\x82z", "a\xEF\xBF\xBDz"},                         /* truncated: 1 */
         {"\xF0\x80\x80\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* overlong */
-        {"\xF0\x9F\x98", "\xEF\xBF\xBD"},                 /* truncated at the end: 1 */
-        {"x\x80\x80y", "x\xEF\xBF\xBD\xEF\xBF\xBDy"},     /* stray continuations */
-        {"\xC0\xAF!", "\xEF\xBF\xBD\xEF\xBF\xBD!"},       /* C0 is never valid */
+        {"\xF0\x9F\x98", "\xEF\xBF\xBD"},             /* truncated at the end: 1 */
+        {"x\x80\x80y", "x\xEF\xBF\xBD\xEF\xBF\xBDy"}, /* stray continuations */
+        {"\xC0\xAF!", "\xEF\xBF\xBD\xEF\xBF\xBD!"},   /* C0 is never valid */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct ids a = encode_bytes(tok, cases[i].in, strlen(cases[i].in));
@@ -458,12 +464,48 @@ static void test_matches_oracle_on_random_strings(void **state) {
     (void)state;
     SKIP_UNLESS_SHARED(GPT2_DIR);
     SKIP_UNLESS_ORACLE();
-    static const char *const alphabet[] = {
-        "a", "Z", "s", "t", "re", "ve", "ll", "m", "d", "'", "'", " ", " ", "  ", "\t", "\n",
-        "\r\n", "0", "42", ".", ",", "!", "\"", "\xC3\xA9", "\xE6\x97\xA5", "\xD9\xA3",
-        "\xC2\xBD", "\xC2\xA0", "\xE3\x80\x80", "\xEF\xBB\xBF", "\xF0\x9F\x98\x80",
-        "\xCC\x81", "\xED\xA0\x80", "\xE2\x82", "\x80", "\xFF", "\x0b", "\xC2\x85",
-        "\xE2\x80\xA8", "<|endoftext|>", "\xE2\x80\x8D", "\xF0\x9D\x9F\x99"};
+    static const char *const alphabet[] = {"a",
+                                           "Z",
+                                           "s",
+                                           "t",
+                                           "re",
+                                           "ve",
+                                           "ll",
+                                           "m",
+                                           "d",
+                                           "'",
+                                           "'",
+                                           " ",
+                                           " ",
+                                           "  ",
+                                           "\t",
+                                           "\n",
+                                           "\r\n",
+                                           "0",
+                                           "42",
+                                           ".",
+                                           ",",
+                                           "!",
+                                           "\"",
+                                           "\xC3\xA9",
+                                           "\xE6\x97\xA5",
+                                           "\xD9\xA3",
+                                           "\xC2\xBD",
+                                           "\xC2\xA0",
+                                           "\xE3\x80\x80",
+                                           "\xEF\xBB\xBF",
+                                           "\xF0\x9F\x98\x80",
+                                           "\xCC\x81",
+                                           "\xED\xA0\x80",
+                                           "\xE2\x82",
+                                           "\x80",
+                                           "\xFF",
+                                           "\x0b",
+                                           "\xC2\x85",
+                                           "\xE2\x80\xA8",
+                                           "<|endoftext|>",
+                                           "\xE2\x80\x8D",
+                                           "\xF0\x9D\x9F\x99"};
     const int n_alpha = (int)(sizeof alphabet / sizeof *alphabet);
     char *dir = test_tmpdir("gpt2-random");
     enum { N = 300 };
@@ -488,7 +530,8 @@ static void test_matches_oracle_on_random_strings(void **state) {
     struct tokenizer *tok = load_gpt2();
     compare_with_oracle(tok, files, N);
     tokenizer_free(tok);
-    for (int f = 0; f < N; f++) free(files[f]);
+    for (int f = 0; f < N; f++)
+        free(files[f]);
     test_rmtree(dir);
     free(dir);
 }

@@ -48,8 +48,12 @@ static void blob_put(struct blob *b, const void *data, size_t n) {
     b->n += n;
 }
 
-static void blob_i32(struct blob *b, int32_t v) { blob_put(b, &v, 4); }
-static void blob_f32(struct blob *b, float v) { blob_put(b, &v, 4); }
+static void blob_i32(struct blob *b, int32_t v) {
+    blob_put(b, &v, 4);
+}
+static void blob_f32(struct blob *b, float v) {
+    blob_put(b, &v, 4);
+}
 
 static void blob_token(struct blob *b, float score, const char *s) {
     blob_f32(b, score);
@@ -69,7 +73,8 @@ static struct blob synthetic(const char *const *extra, const float *scores, int 
         snprintf(s, sizeof s, "<0x%02X>", i);
         blob_token(&b, 0, s);
     }
-    for (int i = 0; i < n_extra; i++) blob_token(&b, scores[i], extra[i]);
+    for (int i = 0; i < n_extra; i++)
+        blob_token(&b, scores[i], extra[i]);
     return b;
 }
 
@@ -86,7 +91,8 @@ static void expect_ids(const struct tokenizer *tok, const char *text, const int3
     struct ids r = encode(tok, text, strlen(text));
     if (r.n != n_want || (n_want && memcmp(r.v, want, n_want * sizeof *want) != 0)) {
         printf("encode(\"%s\"):", text);
-        for (size_t i = 0; i < r.n; i++) printf(" %d", r.v[i]);
+        for (size_t i = 0; i < r.n; i++)
+            printf(" %d", r.v[i]);
         printf("\n");
         fail_msg("unexpected ids for \"%s\"", text);
     }
@@ -114,11 +120,14 @@ static void test_decode_after_bos_inverts_encode(void **state) {
     (void)state;
     SKIP_UNLESS_SHARED(TOK512);
     struct tokenizer *tok = load_tok512();
-    static const char *const texts[] = {
-        "Once upon a time", "Lily saw a big, red ball.\nShe said: \"Hi!\"",
-        " leading and trailing spaces  ", "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xE2\x98\x83",
-        "bad \xFF\xFE\x80 bytes \xED\xA0\x80", "\t\ttabs\n\nnew\r\nlines\n", "x",
-        "NUL\0inside"};
+    static const char *const texts[] = {"Once upon a time",
+                                        "Lily saw a big, red ball.\nShe said: \"Hi!\"",
+                                        " leading and trailing spaces  ",
+                                        "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xE2\x98\x83",
+                                        "bad \xFF\xFE\x80 bytes \xED\xA0\x80",
+                                        "\t\ttabs\n\nnew\r\nlines\n",
+                                        "x",
+                                        "NUL\0inside"};
     size_t lens[] = {0, 0, 0, 0, 0, 0, 0, 10};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         size_t len = lens[i] ? lens[i] : strlen(texts[i]);
@@ -320,9 +329,29 @@ static void test_matches_python_port_of_llama2c(void **state) {
     (void)state;
     SKIP_UNLESS_SHARED(TOK512);
     if (!file_exists("/usr/bin/python3")) skip_because("/usr/bin/python3 is absent");
-    static const char *const alphabet[] = {
-        "a", "e", "t", "h", "o", "n", " ", " ", "  ", "\n", "the", "Once", ".", ",", "'",
-        "\xC3\xA9", "\xE6\x97\xA5", "\xF0\x9F\x98\x80", "\x80", "\xFF", "\xE2\x82", "Z", "1"};
+    static const char *const alphabet[] = {"a",
+                                           "e",
+                                           "t",
+                                           "h",
+                                           "o",
+                                           "n",
+                                           " ",
+                                           " ",
+                                           "  ",
+                                           "\n",
+                                           "the",
+                                           "Once",
+                                           ".",
+                                           ",",
+                                           "'",
+                                           "\xC3\xA9",
+                                           "\xE6\x97\xA5",
+                                           "\xF0\x9F\x98\x80",
+                                           "\x80",
+                                           "\xFF",
+                                           "\xE2\x82",
+                                           "Z",
+                                           "1"};
     const int n_alpha = (int)(sizeof alphabet / sizeof *alphabet);
     char *dir = test_tmpdir("llama-ref");
     enum { N = 150 };
@@ -354,12 +383,14 @@ static void test_matches_python_port_of_llama2c(void **state) {
         write_file(files[N], "Once upon a time, there was a little girl.", 42);
     }
     size_t cap = 4096;
-    for (int f = 0; f <= N; f++) cap += strlen(files[f]) + 3;
+    for (int f = 0; f <= N; f++)
+        cap += strlen(files[f]) + 3;
     char *cmd = malloc(cap);
     char *out_path = path_join(dir, "ref.txt");
     size_t k = (size_t)sprintf(cmd, "/usr/bin/python3 tests/ref/llama2c_encode.py '%s'",
                                shared_path(TOK512));
-    for (int f = 0; f <= N; f++) k += (size_t)sprintf(cmd + k, " '%s'", files[f]);
+    for (int f = 0; f <= N; f++)
+        k += (size_t)sprintf(cmd + k, " '%s'", files[f]);
     sprintf(cmd + k, " > '%s'", out_path);
     char *log = NULL;
     if (run_capture(cmd, &log) != 0) fail_msg("reference failed: %s", log);
@@ -383,7 +414,8 @@ static void test_matches_python_port_of_llama2c(void **state) {
                 fail_msg("%s: id %zu is %d, reference says \"%.20s\"", files[f], i, r.v[i], p);
             p = end;
         }
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p) fail_msg("%s: reference has more ids than C (%zu)", files[f], r.n);
         free(r.v);
         free(text);
@@ -393,7 +425,8 @@ static void test_matches_python_port_of_llama2c(void **state) {
     free(out);
     free(out_path);
     free(cmd);
-    for (int f = 0; f <= N; f++) free(files[f]);
+    for (int f = 0; f <= N; f++)
+        free(files[f]);
     test_rmtree(dir);
     free(dir);
 }
