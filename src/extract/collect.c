@@ -709,7 +709,7 @@ static int select_top(const struct collector *c, const struct track *t, struct w
         if (n > 1) gsl_ran_shuffle(r, order, (size_t)n, sizeof *order);
         int ns = n >= e + s ? s : (e + s > 0 ? (int)((int64_t)n * s / (e + s)) : 0);
         int ne = n >= e + s ? e : n - ns;
-        if (n < e + s) *short_of = 1;
+        if (n < e + s) (*short_of)++;
         for (int i = 0; i < ne + ns && rc == 0; i++) {
             const struct topent *x = &sorted[order[i]];
             rc = wlist_add(l, i < ne ? SPLIT_EXPLAIN : SPLIT_SCORE_TOP, order[i], x->start,
@@ -739,7 +739,7 @@ static int select_random(const struct collector *c, const struct track *t, struc
         taken++;
     }
     (void)n_top_end;
-    if (taken < c->p.n_random) *short_of = 1;
+    if (taken < c->p.n_random) (*short_of)++;
     free(by_draw);
     return 0;
 }
@@ -761,7 +761,7 @@ static int select_quantile(const struct collector *c, const struct track *t, str
     uint64_t total = 0;
     for (int b = 0; b < HIST_BINS; b++) total += t->hist[b];
     if (total == 0) {
-        *short_of = 1;
+        (*short_of)++;
         return 0;
     }
     struct qref *refs = xmalloc((size_t)HIST_BINS * c->qcap * sizeof *refs);
@@ -793,7 +793,7 @@ static int select_quantile(const struct collector *c, const struct track *t, str
         }
         taken_all += taken;
     }
-    if (taken_all < nq) *short_of = 1;
+    if (taken_all < nq) (*short_of)++;
     free(refs);
     return 0;
 }
@@ -878,10 +878,19 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
             for (int i = first; i < all.n; i++) fidx[i] = j;
         }
     }
-    if (dead_listed) log_warn("extract: %d listed features never fire in the scanned tokens", dead_listed);
-    if (short_top) log_warn("extract: some features have fewer top windows than n_explain + n_score_top");
-    if (short_rand) log_warn("extract: some features got fewer than %d random windows", c->p.n_random);
-    if (short_q) log_warn("extract: some features got fewer than %d quantile windows", c->p.n_quantile);
+    if (dead_listed)
+        log_warn("extract: %d listed features never fire in the scanned tokens", dead_listed);
+    if (short_top)
+        log_warn("extract: %d of %d features have fewer than n_explain + n_score_top = %d "
+                 "non-overlapping top windows (rare features; their splits shrink in proportion)",
+                 short_top, nf, c->p.n_explain + c->p.n_score_top);
+    if (short_rand)
+        log_warn("extract: %d of %d features got fewer than %d random windows (too few tokens "
+                 "outside their top windows)",
+                 short_rand, nf, c->p.n_random);
+    if (short_q)
+        log_warn("extract: %d of %d features got fewer than %d quantile windows", short_q, nf,
+                 c->p.n_quantile);
     if (rc == 0) rc = fill_windows(c, &all, fidx, read_tokens, ctx, ex);
     if (rc == 0) {
         ex->window = c->W;
