@@ -28,6 +28,7 @@ static const struct entry commands[] = {
     {"train", cmd_train, "train the SAE sweep of a config (local, e2e, e2e+ds)"},
     {"sae-eval", cmd_sae_eval, "L0, alive, CE increase, KL, MSE of an SAE on held-out tokens"},
     {"extract", cmd_extract, "sample alive features and collect their example windows"},
+    {"run", cmd_run, "run the whole pipeline of a config, skipping what is done"},
     {"inspect", cmd_inspect, "summarise any file autointerp reads or writes"},
     {"config", cmd_config, "check a config and print it fully resolved"},
 };
@@ -55,6 +56,7 @@ int main(int argc, char **argv) {
     h5_init();
     /* GSL's default handler aborts; every GSL call's status is checked instead. */
     gsl_set_error_handler_off();
+    autointerp_commit = AUTOINTERP_COMMIT;
     if (argc < 2) {
         print_help(stderr);
         return 2;

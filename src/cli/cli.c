@@ -18,6 +18,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+const char *autointerp_commit = "unknown";
+
 static const struct cli_opt common_opts[] = {
     {"help", 'h', NULL, "show this help and exit"},
     {"quiet", 'q', NULL, "only errors on stderr"},

@@ -64,6 +64,10 @@ void cli_print_help(const struct cli_command *cmd);
 /* Apply --threads to OpenBLAS (and anything else threaded). */
 void cli_apply_threads(int threads);
 
+/* The git commit the binary was built from; main() sets it (only main.o is
+ * rebuilt when the commit changes). */
+extern const char *autointerp_commit;
+
 /* The subcommands. */
 int cmd_tokenize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -71,7 +75,15 @@ int cmd_config(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_lm_train(int argc, char **argv);
 int cmd_lm_eval(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+/* The driver explain, simulate and score share (cmd_explain.c); stage is an
+ * enum interp_stage (interp/interp.h). */
+int interp_command(int stage, const struct cli_command *cmd, int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_sae_eval(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -295,6 +295,10 @@ static int check_relations(const struct config *cfg) {
     if (!cfg_str(cfg, "data.train_tokens")[0] && cfg_list_len(cfg, "data.train_text") == 0)
         return err_set("data: give data.train_text (text files) or data.train_tokens (a token "
                        "dataset)");
+    if (cfg_str(cfg, "data.train_tokens")[0] && !cfg_str(cfg, "data.eval_tokens")[0] &&
+        cfg_list_len(cfg, "data.eval_text") == 0)
+        return err_set("data: with data.train_tokens, give data.eval_tokens or data.eval_text "
+                       "(held-out documents are split off only when tokenizing text)");
     if ((cfg_list_len(cfg, "data.train_text") > 0 || cfg_list_len(cfg, "data.eval_text") > 0) &&
         !cfg_str(cfg, "data.tokenizer")[0])
         return err_set("data.tokenizer: required to tokenize data.train_text / data.eval_text");

@@ -2,7 +2,9 @@
 #include "io/atomic.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libgen.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -209,4 +211,41 @@ char *read_file_all(const char *path, size_t max_bytes, size_t *n_out) {
 int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* The pid in "<name>.tmp.<pid>.<n>", or 0 when the name is not one of ours. */
+static long tmp_owner_pid(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    if (!t) return 0;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    if (end == t + 5 || *end != '.' || pid <= 0) return 0;
+    for (const char *c = end + 1; *c; c++)
+        if (*c < '0' || *c > '9') return 0;
+    return pid;
+}
+
+int atomic_sweep_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : err_errno("%s: cannot list", dir);
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = xmalloc(n);
+        if (!p) break;
+        snprintf(p, n, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            int r = atomic_sweep_stale(p);
+            if (r > 0) removed += r;
+        } else {
+            long pid = tmp_owner_pid(e->d_name);
+            if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH && unlink(p) == 0) removed++;
+        }
+        free(p);
+    }
+    closedir(d);
+    return removed;
 }

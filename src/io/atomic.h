@@ -30,6 +30,11 @@ int atomic_write_file(const char *path, const void *data, size_t n);
 char *atomic_tmp_path(const char *path);
 int atomic_rename(const char *tmp_path, const char *final_path);
 
+/* Remove temporary files ("<name>.tmp.<pid>.<n>") under dir (recursively) whose
+ * writing process no longer runs: what a killed writer leaves behind. Files of
+ * live processes are left alone. Returns the number removed, or -1. */
+int atomic_sweep_stale(const char *dir);
+
 /* mkdir -p; existing directories are fine. */
 int mkdir_p(const char *path);
 

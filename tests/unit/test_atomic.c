@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "io/atomic.h"
 #include "util/error.h"
@@ -79,11 +81,39 @@ static void test_read_limit_and_mkdir_p(void **state) {
     free(dir);
 }
 
+static void test_sweep_removes_only_dead_writers_temps(void **state) {
+    (void)state;
+    char *dir = test_tmpdir("sweep");
+    char *sub = path_join(dir, "sub");
+    assert_int_equal(mkdir_p(sub), 0);
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* child's pid is now free: a dead writer */
+    char name[256];
+    snprintf(name, sizeof name, "%s/a.h5.tmp.%ld.3", sub, (long)child);
+    write_file(name, "x", 1);
+    char *mine = malloc(strlen(dir) + 64);
+    sprintf(mine, "%s/b.h5.tmp.%ld.0", dir, (long)getpid());
+    write_file(mine, "x", 1);
+    char *keep = path_join(dir, "notes.tmp.txt");
+    write_file(keep, "x", 1);
+    assert_int_equal(atomic_sweep_stale(dir), 1);
+    assert_false(file_exists(name));
+    assert_true(file_exists(mine));
+    assert_true(file_exists(keep));
+    test_rmtree(dir);
+    free(mine);
+    free(keep);
+    free(sub);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_replaces_and_abort_keeps_old),
         cmocka_unit_test(test_errors_name_the_path),
         cmocka_unit_test(test_read_limit_and_mkdir_p),
+        cmocka_unit_test(test_sweep_removes_only_dead_writers_temps),
     };
     return cmocka_run_group_tests_name("atomic", tests, NULL, NULL);
 }
