@@ -114,6 +114,15 @@ static const struct cfg_entry schema[] = {
     {"interp.n_score_top", CFG_INT, "10", 0, 1000, NULL, "held-out top windows the simulator scores"},
     {"interp.n_score_random", CFG_INT, "10", 0, 1000, NULL, "random windows the simulator scores"},
     {"interp.n_score_quantile", CFG_INT, "0", 0, 1000, NULL, "quantile windows the simulator scores"},
+    {"interp.max_explanation_bytes", CFG_INT, "400", 10, 100000, NULL,
+     "longer explanations are recorded as failures"},
+    {"interp.sparse_threshold", CFG_NUM, "0.2", 0, 1, NULL,
+     "add a zeros-filtered view to the explainer prompt when fewer than this fraction of the "
+     "shown tokens are active"},
+    {"interp.sparse_context", CFG_INT, "3", 0, 64, NULL,
+     "tokens of context shown before each active token in the zeros-filtered view"},
+    {"interp.cache", CFG_BOOL, "true", NONE,
+     "cache LLM responses in <results_dir>/<experiment>/llm-cache (a rerun pays nothing twice)"},
 
     /* explainer and simulator endpoints */
 #define ENDPOINT(role, prov, model_def)                                                          \
@@ -144,6 +153,9 @@ static const struct cfg_entry schema[] = {
      "json: a list of numbers per window (any chat model); logprobs: expected value of 0..10 "
      "from token probabilities; builtin: offline"},
     {"simulator.top_logprobs", CFG_INT, "20", 1, 20, NULL, "logprobs mode: alternatives per token"},
+    {"simulator.logprobs_api", CFG_ENUM, "\"chat\"", 0, 0, "chat|completions",
+     "logprobs mode: chat (the json reply's per-token top_logprobs; OpenAI, llama.cpp) or "
+     "completions (prompt logprobs via echo; vLLM)"},
 
     /* budget */
     {"budget.max_requests", CFG_INT, "0", 0, 1e12, NULL, "stop cleanly after this many requests (0 = none)"},
