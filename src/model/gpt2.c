@@ -6,10 +6,10 @@
  * then ln_f and logits = ln_f(x) · wteᵀ. Every matrix product is one
  * cblas_sgemm; attention runs per (batch, head) as sgemms over blocks of query
  * rows so that the upper (masked) triangle of the score matrix is mostly never
- * computed. Elementwise loops are written so that gcc vectorises them (the
- * exponential is our own polynomial, since libm's expf/tanhf do not vectorise
- * without -ffast-math), and reductions use 8-lane vector accumulators so that
- * their order, hence every result, is fixed and reproducible.
+ * computed. The exponential-heavy loops (softmax, GELU's tanh) use the 8-lane
+ * polynomial exp of gpt2.h, since libm's expf/tanhf do not vectorise without
+ * -ffast-math; reductions use 8-lane accumulators so that their order, hence
+ * every result, is fixed and reproducible; plain loops are left to gcc at -O3.
  *
  * Memory: the forward pass keeps, per layer, what its backward needs (when the
  * activations were made with save_for_backward) and otherwise reuses one set of

@@ -26,7 +26,12 @@ The maths is written out here (no Hugging Face code): pre-LN blocks, GELU with
 the tanh approximation, LayerNorm with eps from the config, causal attention
 scaled by 1/sqrt(head_dim), learned positions, unembedding tied to wte.
 
-usage: gpt2_ref.py --out DIR --size small|gpt2small [--seed N]
+With --verify MODEL_DIR (after a run into --out) it instead reads a model that
+the C code saved, parsing config.json and model.safetensors by hand, recomputes
+the logits of ref.h5's tokens and exits 1 unless they equal the reference's (to 1e-6):
+an independent reader of what gpt2_save writes.
+
+usage: gpt2_ref.py --out DIR --size small|gpt2small [--seed N] [--verify MODEL_DIR]
 """
 import argparse
 import json
@@ -131,6 +136,42 @@ def write_model(dirname, params, s, dtype="F32", prefix="", masks=False):
                       hf_tensors(params, s, prefix, masks), dtype)
 
 
+def read_model(dirname):
+    """config.json + model.safetensors (F32, optional "transformer." prefix) -> (sizes, params)."""
+    with open(os.path.join(dirname, "config.json")) as f:
+        cfg = json.load(f)
+    s = dict(L=cfg["n_layer"], C=cfg["n_embd"], NH=cfg["n_head"], V=cfg["vocab_size"],
+             P=cfg["n_positions"], eps=cfg["layer_norm_epsilon"])
+    with open(os.path.join(dirname, "model.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        assert meta["dtype"] == "F32", name
+        b, e = meta["data_offsets"]
+        t = torch.from_numpy(np.frombuffer(data[b:e], dtype="<f4").copy()).view(*meta["shape"])
+        tensors[name[len("transformer."):] if name.startswith("transformer.") else name] = t
+    params = {label: tensors[GLOBAL[label]] for label in GLOBAL}
+    for label, hf in HF.items():
+        params[label] = torch.stack([tensors["h.%d.%s" % (l, hf)] for l in range(s["L"])])
+    return s, params
+
+
+def verify(out_dir, model_dir):
+    s, params = read_model(model_dir)
+    with h5py.File(os.path.join(out_dir, "ref.h5"), "r") as f:
+        tokens = torch.from_numpy(f["tokens"][...]).long()
+        want = torch.from_numpy(f["logits"][...])
+    p = {k: v.double() for k, v in params.items()}
+    got = logits_from(p, run_from(p, embed(p, tokens), 0, s), s).float()
+    diff = (got - want).abs().max().item()
+    print("verify %s: max |logits - reference| = %.3g" % (model_dir, diff))
+    return diff < 1e-6  # same weights: only float64 summation order differs
+
+
 # ---- the model, in float64 -------------------------------------------------------
 
 def layernorm(x, w, b, eps):
@@ -186,7 +227,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--verify", metavar="MODEL_DIR")
     args = ap.parse_args()
+    if args.verify:
+        raise SystemExit(0 if verify(args.out, args.verify) else 1)
     s = SIZES[args.size]
     torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(args.seed)

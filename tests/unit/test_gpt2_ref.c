@@ -220,7 +220,7 @@ static void test_small_forward_matches_reference(void **state) {
     lm_free(lm);
 }
 
-static void test_small_f16_bf16_prefix_and_masks_load_identically(void **state) {
+static void test_small_f16_bf16_prefix_masks_and_resave_load_identically(void **state) {
     (void)state;
     struct ref *r = &small_ref;
     SKIP_WITHOUT_REF(r);
@@ -231,6 +231,18 @@ static void test_small_f16_bf16_prefix_and_masks_load_identically(void **state) 
     assert_int_equal(n, gpt2_n_params(c));
     assert_memory_equal(gpt2_of(a)->memory, gpt2_of(b)->memory, n * sizeof(float));
     assert_memory_equal(gpt2_of(a)->memory, gpt2_of(c)->memory, n * sizeof(float));
+
+    /* what gpt2_save writes, read back by the independent Python reader */
+    char *resaved = path_join(r->dir, "resaved");
+    assert_int_equal(gpt2_save(c, resaved, -1), 0);
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/gpt2_ref.py --out %s --verify %s",
+             r->dir, resaved);
+    int rc = run_capture(cmd, &out);
+    printf("  %s", out ? out : "");
+    assert_int_equal(rc, 0);
+    free(out);
+    free(resaved);
     lm_free(a);
     lm_free(b);
     lm_free(c);
@@ -393,7 +405,7 @@ static int teardown_all(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_forward_matches_reference),
-        cmocka_unit_test(test_small_f16_bf16_prefix_and_masks_load_identically),
+        cmocka_unit_test(test_small_f16_bf16_prefix_masks_and_resave_load_identically),
         cmocka_unit_test(test_small_hook_gradients_match_reference),
         cmocka_unit_test(test_small_parameter_gradients_match_reference),
         cmocka_unit_test(test_gpt2_small_dims_match_reference),
