@@ -22,9 +22,10 @@
  *   /windows/tokens  [n_windows, window] int32  token ids
  *   /windows/acts    [n_windows, window] float32  the window's feature's activation per token
  *
- * Windows are sorted by feature index, then split, then rank. The explain and
- * scoring sets are disjoint by construction: a window has exactly one split, and
- * the same source position never appears twice for one feature.
+ * Windows are sorted by feature index, then split, then rank, then source. The
+ * explain and scoring sets are disjoint by construction: a window has exactly one
+ * split, and the windows of one feature never overlap (no token is in two of them).
+ * How windows are chosen: src/extract/collect.c.
  */
 #ifndef AUTOINTERP_EXTRACT_EXAMPLES_H
 #define AUTOINTERP_EXTRACT_EXAMPLES_H
