@@ -353,7 +353,16 @@ static int trainer_init(struct trainer *t, const struct sae_train_opts *o, const
         return err_set("%s: %lld tokens do not fill one window of %d", data->path,
                        (long long)data->n_tokens, o->context);
     int d = lm->cfg.d_model;
-    if (sae_new(s, d, o->ratio * d) < 0 || sae_init(s, o->seed) < 0) return -1;
+    if (sae_new(s, d, o->ratio * d) < 0) return -1;
+    if (o->init) {
+        if (o->init->d_in != s->d_in || o->init->d_sae != s->d_sae)
+            return err_set("initial SAE is %dx%d, expected %dx%d", o->init->d_in,
+                           o->init->d_sae, s->d_in, s->d_sae);
+        memcpy(s->mem, o->init->mem, s->n_params * sizeof(float));
+        sae_refresh_norms(s);
+    } else if (sae_init(s, o->seed) < 0) {
+        return -1;
+    }
     if (sae_objective_init(&t->obj, &o->set, lm, s, o->batch, o->context) < 0) return -1;
     size_t np = s->n_params;
     t->grad_mem = xmalloc(np * sizeof(float));

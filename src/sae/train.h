@@ -49,6 +49,8 @@ struct sae_train_opts {
     bool prepend_bos;
     int64_t stop_after_steps;  /* > 0: return (unfinished) after this many steps in
                                   this call, right after a checkpoint (tests) */
+    const struct sae *init;    /* start from these weights instead of sae_init (fine-tuning
+                                  an imported SAE, benchmarks); sizes must match */
 };
 
 struct sae_curve_row {
