@@ -216,12 +216,60 @@ static void test_layer_and_width_are_checked(void **state) {
     free(model);
 }
 
+/* Llama (stories260K) behind the same interface: the e2e_ds gradient agrees with a
+ * central finite difference of the loss along the gradient direction. */
+static void test_llama_e2e_ds_gradient_matches_finite_difference(void **state) {
+    (void)state;
+    SKIP_UNLESS_SHARED("models/stories260K/stories260K.bin");
+    struct lm *lm;
+    if (lm_load(shared_path("models/stories260K/stories260K.bin"), &lm) < 0)
+        fail_msg("%s", err_msg());
+    int B = 2, T = 16, C = lm->cfg.d_model;
+    int32_t tokens[32];
+    for (int i = 0; i < B * T; i++) tokens[i] = 1 + (i * 37 + 11) % (lm->cfg.vocab_size - 1);
+    struct sae s;
+    assert_int_equal(sae_new(&s, C, 4 * C), 0);
+    assert_int_equal(sae_init(&s, 2), 0);
+    struct sae_setting set = {.type = SAE_E2E_DS, .layer = 1, .lambda = 0.5, .kl_coeff = 0.5,
+                              .ds_coeff = 2.5};
+    struct sae_objective o;
+    if (sae_objective_init(&o, &set, lm, &s, B, T) < 0) fail_msg("%s", err_msg());
+    assert_true(o.n_points > 0);
+    float *gm = calloc(s.n_params, sizeof(float));
+    struct sae_params g;
+    sae_point_params(&s, gm, &g);
+    struct sae_loss l0, lp, lm_;
+    assert_int_equal(sae_objective_step(&o, &s, tokens, 1.0f, &g, &l0), 0);
+    double gn = 0;
+    for (size_t i = 0; i < s.n_params; i++) gn += (double)gm[i] * gm[i];
+    gn = sqrt(gn);
+    assert_true(gn > 0);
+    float *base = malloc(s.n_params * sizeof(float));
+    memcpy(base, s.mem, s.n_params * sizeof(float));
+    double eps = 1e-3;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        for (size_t i = 0; i < s.n_params; i++) s.mem[i] = base[i] + (float)(sign * eps * gm[i] / gn);
+        sae_refresh_norms(&s);
+        assert_int_equal(sae_objective_step(&o, &s, tokens, 1.0f, NULL, sign > 0 ? &lp : &lm_), 0);
+    }
+    double fd = (lp.loss - lm_.loss) / (2 * eps);
+    print_message("  llama e2e_ds: loss %.6g, |grad| %.6g, finite difference %.6g\n", l0.loss, gn,
+                  fd);
+    assert_true(fabs(fd - gn) < 0.02 * gn);
+    free(base);
+    free(gm);
+    sae_objective_free(&o);
+    sae_free(&s);
+    lm_free(lm);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_middle_layer_dense_codes_match_torch),
         cmocka_unit_test(test_first_layer_sparse_codes_match_torch),
         cmocka_unit_test(test_last_layer_has_no_downstream_term),
         cmocka_unit_test(test_layer_and_width_are_checked),
+        cmocka_unit_test(test_llama_e2e_ds_gradient_matches_finite_difference),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

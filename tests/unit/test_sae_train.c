@@ -201,6 +201,32 @@ static void test_training_lowers_the_loss(void **state) {
     }
 }
 
+/* batch 1 × accumulation 2 visits the same windows as batch 2 × accumulation 1 and
+ * averages the same gradient: the runs agree to rounding. */
+static void test_accumulation_matches_a_larger_batch(void **state) {
+    struct fixture *f = *state;
+    struct sae_train_opts a = opts(SAE_E2E, NULL), b = opts(SAE_E2E, NULL);
+    a.batch = 2, a.grad_accum = 1;
+    b.batch = 1, b.grad_accum = 2;
+    struct sae sa, sb;
+    struct sae_curve ca, cb;
+    train_full(f, &a, &sa, &ca);
+    train_full(f, &b, &sb, &cb);
+    assert_int_equal(ca.n, cb.n);
+    for (int i = 0; i < ca.n; i++)
+        assert_true(fabs(ca.rows[i].loss - cb.rows[i].loss) <= 1e-4 * fabs(ca.rows[i].loss));
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < sa.n_params; i++) {
+        diff = fmax(diff, fabs(sa.mem[i] - sb.mem[i]));
+        norm = fmax(norm, fabs(sa.mem[i]));
+    }
+    assert_true(diff <= 1e-4 * norm);
+    sae_free(&sa);
+    sae_free(&sb);
+    sae_curve_free(&ca);
+    sae_curve_free(&cb);
+}
+
 static void assert_same_run(const struct sae *a, const struct sae_curve *ca, const struct sae *b,
                             const struct sae_curve *cb) {
     assert_int_equal(a->n_params, b->n_params);
@@ -537,6 +563,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_warms_up_then_decays_to_min),
         cmocka_unit_test(test_training_lowers_the_loss),
+        cmocka_unit_test(test_accumulation_matches_a_larger_batch),
         cmocka_unit_test(test_stopped_and_resumed_run_is_bit_identical),
         cmocka_unit_test(test_killed_run_resumes_bit_identical),
         cmocka_unit_test(test_checkpoint_of_another_run_is_not_resumed),
