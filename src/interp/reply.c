@@ -64,12 +64,13 @@ int reply_explanation(const char *content, int max_bytes, char **out, const char
     char *best = NULL;
     for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
         char *s = strip_label(line);
-        trim_end(s);
-        s = strip_quotes(s);
-        trim_end(s);
-        size_t n = strlen(s);
-        if (n > 0 && s[n - 1] == '.' && !(n > 1 && s[n - 2] == '.')) s[--n] = 0;
-        while (is_space(*s)) s++;
+        for (int pass = 0; pass < 2; pass++) { /* "x". and "x." alike */
+            trim_end(s);
+            size_t n = strlen(s);
+            if (n > 0 && s[n - 1] == '.' && !(n > 1 && s[n - 2] == '.')) s[--n] = 0;
+            s = strip_quotes(s);
+            while (is_space(*s)) s++;
+        }
         trim_end(s);
         if (*s) {
             best = s;
