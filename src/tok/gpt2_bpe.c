@@ -38,10 +38,10 @@
  * Unlike gpt-3-encoder, a merges file without a final newline keeps its last
  * merge (the oracle drops the last line whatever it holds).
  *
- * Speed: a call keeps a cache from pre-token bytes to ids (prose repeats its
- * words), so BPE runs once per distinct word per call; one call over a whole
- * file is the fast way to use it. The cache lives in the call, not in the
- * tokenizer, so concurrent calls on one tokenizer are safe.
+ * Speed: the tokenizer keeps a cache from pre-token bytes to ids (prose repeats
+ * its words), so BPE runs once per distinct word, across calls. One call holds
+ * it at a time; a concurrent call on another thread uses a private cache, so
+ * calls on one tokenizer from several threads are safe.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -60,7 +60,8 @@ struct gpt2_bpe {
     struct tok_vocab vocab; /* raw bytes of every token */
     int32_t byte_token[256];
     int32_t eot_id;
-    struct tok_pairmap merges; /* (a, b) -> rank and merged id */
+    struct tok_pairmap merges;      /* (a, b) -> rank and merged id */
+    struct tok_shared_cache *cache; /* pre-token bytes -> ids, across calls */
     uint32_t n_merges;
 };
 
@@ -293,7 +294,7 @@ struct gpt2_bpe *gpt2_bpe_load(const char *dir) {
     int16_t byte_of_cp[0x144];
     byte_alphabet(byte_of_cp);
     if (load_vocab(g, byte_of_cp, vocab_path) != 0 || find_base_tokens(g, vocab_path) != 0 ||
-        load_merges(g, byte_of_cp, merges_path) != 0) {
+        load_merges(g, byte_of_cp, merges_path) != 0 || !(g->cache = tok_shared_cache_new())) {
         gpt2_bpe_free(g);
         return NULL;
     }
@@ -304,6 +305,7 @@ void gpt2_bpe_free(struct gpt2_bpe *g) {
     if (!g) return;
     tok_vocab_free(&g->vocab);
     tok_pairmap_free(&g->merges);
+    tok_shared_cache_free(g->cache);
     free(g);
 }
 
@@ -463,7 +465,7 @@ struct enc {
     size_t clean_cap;
     int32_t *sym;
     size_t sym_cap;
-    struct tok_wcache cache;
+    struct tok_wcache *cache, local_cache;
 };
 
 static int emit(struct enc *e, const int32_t *ids, size_t k) {
@@ -507,13 +509,13 @@ static int encode_word(struct enc *e, const uint8_t *w, size_t n) {
     if (n == 1) return emit(e, &g->byte_token[w[0]], 1);
     uint64_t h = n <= TOK_WCACHE_MAX_KEY ? tok_hash_bytes(w, n) : 0;
     size_t n_ids;
-    const int32_t *hit = tok_wcache_get(&e->cache, h, w, n, &n_ids);
+    const int32_t *hit = tok_wcache_get(e->cache, h, w, n, &n_ids);
     if (hit) return emit(e, hit, n_ids);
     if (tok_grow((void **)&e->sym, &e->sym_cap, n, sizeof *e->sym) != 0) return -1;
     for (size_t i = 0; i < n; i++)
         e->sym[i] = g->byte_token[w[i]];
     size_t m = bpe_merge(g, e->sym, n);
-    if (tok_wcache_put(&e->cache, h, w, n, e->sym, m) != 0) return -1;
+    if (tok_wcache_put(e->cache, h, w, n, e->sym, m) != 0) return -1;
     return emit(e, e->sym, m);
 }
 
@@ -534,6 +536,7 @@ static int encode_piece(struct enc *e, const uint8_t *s, size_t n) {
 int gpt2_bpe_encode(const struct gpt2_bpe *g, const char *text, size_t len, int32_t **ids,
                     size_t *n, size_t *cap) {
     struct enc e = {.g = g, .ids = ids, .n = n, .cap = cap};
+    e.cache = tok_cache_acquire(g->cache, &e.local_cache);
     const uint8_t *s = (const uint8_t *)text;
     int rc = 0;
     size_t pos = 0;
@@ -545,7 +548,7 @@ int gpt2_bpe_encode(const struct gpt2_bpe *g, const char *text, size_t len, int3
         if (rc == 0 && hit) rc = emit(&e, &g->eot_id, 1);
         pos = hit ? stop + sizeof EOT_TEXT - 1 : len;
     }
-    tok_wcache_free(&e.cache);
+    tok_cache_release(g->cache, e.cache);
     free(e.clean);
     free(e.sym);
     return rc;

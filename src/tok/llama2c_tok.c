@@ -25,12 +25,12 @@
  * every token's string. Two more speed-ups leave the result unchanged: the
  * initial tokens are cut where no merge can ever join them (no token contains
  * the two bytes that meet there, e.g. a letter followed by a space in
- * stories260K's vocabulary), and each part's result is cached per call by its
- * initial ids, since words repeat. Differences from llama2.c, all outside what a
- * text file meets: the text is (bytes, length), so a NUL byte is encoded (byte
- * token 3) instead of ending the text; if " " is not in the vocabulary the
- * prefix is its byte token (llama2.c would emit id -1); duplicate strings in the
- * vocabulary resolve to the lowest id.
+ * stories260K's vocabulary), and each part's result is cached by its initial
+ * ids, since words repeat (the cache outlives the call; see tok_shared_cache). Differences from
+ * llama2.c, all outside what a text file meets: the text is (bytes, length), so a NUL byte is
+ * encoded (byte token 3) instead of ending the text; if " " is not in the vocabulary the prefix is
+ * its byte token (llama2.c would emit id -1); duplicate strings in the vocabulary resolve to the
+ * lowest id.
  *
  * Decoding follows llama2.c's decode(): byte tokens give their byte, a piece
  * right after BOS loses one leading space (so decode([BOS] + encode(x)) == x),
@@ -57,10 +57,11 @@ struct llama2c_tok {
     struct tok_vocab vocab; /* strings as in the file (byte tokens as "<0xNN>") */
     float *scores;
     int max_token_length;
-    int32_t prefix_id;         /* the dummy-prefix token " " */
-    int32_t *canon;            /* lowest id with the same string */
-    struct tok_pairmap pairs;  /* (a, b) -> the token spelled str(a) str(b) */
-    uint8_t bigram[65536 / 8]; /* bit x*256+y: some token has the bytes x y in a row */
+    int32_t prefix_id;              /* the dummy-prefix token " " */
+    int32_t *canon;                 /* lowest id with the same string */
+    struct tok_pairmap pairs;       /* (a, b) -> the token spelled str(a) str(b) */
+    struct tok_shared_cache *cache; /* a part's initial ids -> its ids, across calls */
+    uint8_t bigram[65536 / 8];      /* bit x*256+y: some token has the bytes x y in a row */
     char byte_values[256];
 };
 
@@ -171,6 +172,7 @@ static int parse_file(struct llama2c_tok *t, const char *path, const unsigned ch
     if (check_byte_tokens(path, t) != 0) return -1;
     t->prefix_id = tok_vocab_find(&t->vocab, " ", 1);
     if (t->prefix_id < 0) t->prefix_id = LLAMA_BYTE0 + ' ';
+    if (!(t->cache = tok_shared_cache_new())) return -1;
     return build_pairs(t);
 }
 
@@ -191,6 +193,7 @@ void llama2c_tok_free(struct llama2c_tok *t) {
     if (!t) return;
     tok_vocab_free(&t->vocab);
     tok_pairmap_free(&t->pairs);
+    tok_shared_cache_free(t->cache);
     free(t->canon);
     free(t->scores);
     free(t);
@@ -219,7 +222,7 @@ struct merger {
     size_t heap_n, heap_cap;
     int32_t *key, *out; /* a segment's initial ids and its result */
     size_t key_cap, out_cap;
-    struct tok_wcache cache;
+    struct tok_wcache *cache, local_cache;
 };
 #define NONE UINT32_MAX
 
@@ -339,7 +342,7 @@ static int encode_segment(struct merger *m, uint32_t s, uint32_t e, int32_t **id
     if (len == 1) return emit_ids(ids, n, cap, m->id + s, 1);
     uint64_t h = key_bytes <= TOK_WCACHE_MAX_KEY ? tok_hash_bytes(m->id + s, key_bytes) : 0;
     size_t n_hit;
-    const int32_t *hit = tok_wcache_get(&m->cache, h, m->id + s, key_bytes, &n_hit);
+    const int32_t *hit = tok_wcache_get(m->cache, h, m->id + s, key_bytes, &n_hit);
     if (hit) return emit_ids(ids, n, cap, hit, n_hit);
     if (tok_grow((void **)&m->key, &m->key_cap, len, sizeof *m->key) != 0 ||
         tok_grow((void **)&m->out, &m->out_cap, len, sizeof *m->out) != 0)
@@ -349,7 +352,7 @@ static int encode_segment(struct merger *m, uint32_t s, uint32_t e, int32_t **id
     size_t k = 0;
     for (uint32_t i = s; i != NONE; i = m->next[i])
         m->out[k++] = m->id[i];
-    if (tok_wcache_put(&m->cache, h, m->key, key_bytes, m->out, k) != 0) return -1;
+    if (tok_wcache_put(m->cache, h, m->key, key_bytes, m->out, k) != 0) return -1;
     return emit_ids(ids, n, cap, m->out, k);
 }
 
@@ -358,6 +361,7 @@ int llama2c_tok_encode(const struct llama2c_tok *t, const char *text, size_t len
     if (len == 0) return 0;
     if (len >= NONE - 1) return err_set("llama2.c tokenizer: text of %zu bytes is too long", len);
     struct merger m = {.t = t};
+    m.cache = tok_cache_acquire(t->cache, &m.local_cache);
     size_t slots = len + 1;
     m.id = xmalloc(slots * sizeof *m.id);
     m.prev = xmalloc(slots * sizeof *m.prev);
@@ -381,7 +385,7 @@ int llama2c_tok_encode(const struct llama2c_tok *t, const char *text, size_t len
     free(m.heap);
     free(m.key);
     free(m.out);
-    tok_wcache_free(&m.cache);
+    tok_cache_release(t->cache, m.cache);
     return rc;
 }
 

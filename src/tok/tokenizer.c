@@ -4,8 +4,9 @@
  * (gpt2_bpe.c), a regular file a llama2.c tokenizer (llama2c_tok.c). Every other
  * call dispatches on the kind. The shared pieces are the vocabulary store
  * (tok_vocab: token bytes plus a hash index from bytes to id), the map from an id
- * pair to its merge (tok_pairmap), the per-call word cache (tok_wcache) and the
- * growth of the caller's id vector.
+ * pair to its merge (tok_pairmap), the word cache (tok_wcache) that each
+ * tokenizer keeps across calls (tok_shared_cache, taken by one call at a time;
+ * a concurrent call uses a private one) and the growth of the caller's id vector.
  *
  * Ids are documented per kind:
  *   GPT-2:    eot = bos = the id of "<|endoftext|>" (50256; Hugging Face's config
@@ -203,6 +204,36 @@ void tok_wcache_free(struct tok_wcache *c) {
     free(c->keys);
     free(c->ids);
     memset(c, 0, sizeof *c);
+}
+
+struct tok_shared_cache *tok_shared_cache_new(void) {
+    struct tok_shared_cache *s = xcalloc(1, sizeof *s);
+    if (s && pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        err_set("cannot create a mutex");
+        return NULL;
+    }
+    return s;
+}
+
+void tok_shared_cache_free(struct tok_shared_cache *s) {
+    if (!s) return;
+    pthread_mutex_destroy(&s->lock);
+    tok_wcache_free(&s->cache);
+    free(s);
+}
+
+struct tok_wcache *tok_cache_acquire(struct tok_shared_cache *s, struct tok_wcache *local) {
+    memset(local, 0, sizeof *local);
+    if (s && pthread_mutex_trylock(&s->lock) == 0) return &s->cache;
+    return local;
+}
+
+void tok_cache_release(struct tok_shared_cache *s, struct tok_wcache *used) {
+    if (s && used == &s->cache)
+        pthread_mutex_unlock(&s->lock);
+    else
+        tok_wcache_free(used);
 }
 
 int tok_ids_reserve(int32_t **ids, size_t n, size_t *cap, size_t more) {

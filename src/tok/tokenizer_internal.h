@@ -9,6 +9,7 @@
 #ifndef AUTOINTERP_TOK_TOKENIZER_INTERNAL_H
 #define AUTOINTERP_TOK_TOKENIZER_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -103,7 +104,7 @@ static inline const struct tok_pair_slot *tok_pairmap_get(const struct tok_pairm
     }
 }
 
-/* A per-call memo from a key (a pre-token's bytes, or a run of initial ids) to
+/* A memo from a key (a pre-token's bytes, or a run of initial ids) to
  * the ids it encodes to; prose repeats its words, so BPE runs once per distinct
  * word. Keys longer than TOK_WCACHE_MAX_KEY bytes are not kept, and a full cache
  * stops remembering. Zero-initialise; tok_wcache_free when done. */
@@ -126,6 +127,19 @@ const int32_t *tok_wcache_get(const struct tok_wcache *c, uint64_t h, const void
 int tok_wcache_put(struct tok_wcache *c, uint64_t h, const void *key, size_t n, const int32_t *ids,
                    size_t n_ids);
 void tok_wcache_free(struct tok_wcache *c);
+
+/* The word cache a tokenizer keeps across calls, so that encoding document by
+ * document is as fast as encoding a whole file. A call takes it if no other
+ * thread holds it, else works with a private cache of its own. */
+struct tok_shared_cache {
+    pthread_mutex_t lock;
+    struct tok_wcache cache;
+};
+struct tok_shared_cache *tok_shared_cache_new(void);
+void tok_shared_cache_free(struct tok_shared_cache *s);
+/* The cache to use for one call: the shared one (now locked) or *local. */
+struct tok_wcache *tok_cache_acquire(struct tok_shared_cache *s, struct tok_wcache *local);
+void tok_cache_release(struct tok_shared_cache *s, struct tok_wcache *used);
 
 /* Grow *p (elements of elem bytes, capacity *cap) to hold need elements. */
 int tok_grow(void **p, size_t *cap, size_t need, size_t elem);

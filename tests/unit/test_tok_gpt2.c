@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -737,6 +738,66 @@ static void test_hf_layout_gives_same_ids(void **state) {
     tokenizer_free(openai);
 }
 
+struct encode_job {
+    const struct tokenizer *tok;
+    const char *text;
+    size_t len;
+    struct ids out;
+    int rc;
+};
+
+static void *encode_job_run(void *arg) {
+    struct encode_job *j = arg;
+    j->rc = tokenizer_encode(j->tok, j->text, j->len, &j->out.v, &j->out.n, &j->out.cap);
+    return NULL;
+}
+
+/* The tokenizer keeps its word cache across calls: a warm cache, and threads
+ * racing for it, must give the ids a cold cache gives. */
+static void test_repeated_and_concurrent_calls_agree(void **state) {
+    (void)state;
+    SKIP_UNLESS_SHARED(GPT2_DIR);
+    char **files;
+    int n = list_files(AWKWARD_DIR, ".txt", &files);
+    assert_true(n >= 30);
+    size_t len = 0, cap = 1 << 20;
+    char *text = malloc(cap);
+    for (int rep = 0; rep < 3; rep++)
+        for (int i = 0; i < n; i++) {
+            size_t m;
+            char *t = read_file_all(files[i], 0, &m);
+            if (len + m > cap) text = realloc(text, cap = 2 * (len + m));
+            memcpy(text + len, t, m);
+            len += m;
+            free(t);
+        }
+    struct tokenizer *tok = load_gpt2();
+    struct ids cold = encode_bytes(tok, text, len);
+    struct ids warm = encode_bytes(tok, text, len);
+    assert_int_equal(cold.n, warm.n);
+    assert_memory_equal(cold.v, warm.v, cold.n * sizeof *cold.v);
+    enum { T = 4 };
+    struct encode_job jobs[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        jobs[i] = (struct encode_job){tok, text, len, {0}, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, encode_job_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++) {
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].out.n, cold.n);
+        assert_memory_equal(jobs[i].out.v, cold.v, cold.n * sizeof *cold.v);
+        free(jobs[i].out.v);
+    }
+    free(cold.v);
+    free(warm.v);
+    tokenizer_free(tok);
+    free(text);
+    free_list(files, n);
+}
+
 /* The committed class table is what this Node's regex engine says. */
 static void test_unicode_table_matches_node(void **state) {
     (void)state;
@@ -767,6 +828,7 @@ int main(void) {
         cmocka_unit_test(test_oracle_chunking_matches_uncut),
         cmocka_unit_test(test_decode_inverts_encode_on_valid_utf8),
         cmocka_unit_test(test_hf_layout_gives_same_ids),
+        cmocka_unit_test(test_repeated_and_concurrent_calls_agree),
         cmocka_unit_test(test_unicode_table_matches_node),
         cmocka_unit_test(test_matches_oracle_on_shared_data), /* last: see above */
     };

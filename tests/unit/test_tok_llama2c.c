@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -431,6 +432,51 @@ static void test_matches_python_port_of_llama2c(void **state) {
     free(dir);
 }
 
+struct encode_job {
+    const struct tokenizer *tok;
+    const char *text;
+    size_t len;
+    struct ids out;
+    int rc;
+};
+
+static void *encode_job_run(void *arg) {
+    struct encode_job *j = arg;
+    j->rc = tokenizer_encode(j->tok, j->text, j->len, &j->out.v, &j->out.n, &j->out.cap);
+    return NULL;
+}
+
+/* Cached parts outlive a call: warm-cache and concurrent calls agree with a cold one. */
+static void test_repeated_and_concurrent_calls_agree(void **state) {
+    (void)state;
+    SKIP_UNLESS_SHARED(TOK512);
+    static const char text[] = "Once upon a time, there was a little girl named Lily. "
+                               "She loved to play outside in the park. \xE2\x98\x83 \xFF!";
+    size_t len = sizeof text - 1;
+    struct tokenizer *tok = load_tok512();
+    struct ids cold = encode(tok, text, len), warm = encode(tok, text, len);
+    assert_int_equal(cold.n, warm.n);
+    assert_memory_equal(cold.v, warm.v, cold.n * sizeof *cold.v);
+    enum { T = 4 };
+    struct encode_job jobs[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        jobs[i] = (struct encode_job){tok, text, len, {0}, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, encode_job_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++) {
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].out.n, cold.n);
+        assert_memory_equal(jobs[i].out.v, cold.v, cold.n * sizeof *cold.v);
+        free(jobs[i].out.v);
+    }
+    free(cold.v);
+    free(warm.v);
+    tokenizer_free(tok);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_once_upon_a_time),
@@ -440,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_files_are_refused),
         cmocka_unit_test(test_truncated_tok512_is_refused),
         cmocka_unit_test(test_matches_python_port_of_llama2c),
+        cmocka_unit_test(test_repeated_and_concurrent_calls_agree),
     };
     return cmocka_run_group_tests_name("tok_llama2c", tests, NULL, NULL);
 }
