@@ -13,7 +13,11 @@
  *      and the pieces between are encoded on their own.
  *   2. Invalid UTF-8 becomes U+FFFD (EF BF BD), one per maximal invalid subpart
  *      (the WHATWG decoder that turns Node's bytes into the oracle's string). A
- *      byte-order mark is text: U+FEFF, which JavaScript's \s counts as a space.
+ *      byte-order mark is text here: U+FEFF, which JavaScript's \s counts as
+ *      whitespace, so it is encoded like any character, wherever it stands
+ *      (tests/ref/gpt2_encode.js decodes with ignoreBOM so the oracle keeps it
+ *      too). Callers that want a file's BOM gone drop it first, as
+ *      src/tok/corpus.c does.
  *   3. Pre-tokenisation reproduces the regex
  *        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  *      by hand (pretoken_end), with \p{L}, \p{N} and JavaScript's \s from the
