@@ -270,7 +270,7 @@ static int record_failure(struct explain_run *r, const struct explain_job *j, co
     if (o && res) {
         json_add_str(o, "served_model", res->resp.model);
         json_add_usage(o, res->resp.prompt_tokens, res->resp.completion_tokens);
-        cJSON_AddNumberToObject(o, "latency_ms", res->latency_ms);
+        cJSON_AddNumberToObject(o, "latency_ms", round(res->latency_ms * 1000) / 1000);
         cJSON_AddNumberToObject(o, "attempts", res->attempts);
         cJSON_AddBoolToObject(o, "from_cache", res->from_cache);
     }
@@ -301,7 +301,7 @@ static int on_done(struct llm_request *req, int index, void *ctx) {
         cJSON_AddNullToObject(o, "detail");
         json_add_str(o, "served_model", res->resp.model);
         json_add_usage(o, res->resp.prompt_tokens, res->resp.completion_tokens);
-        cJSON_AddNumberToObject(o, "latency_ms", res->latency_ms);
+        cJSON_AddNumberToObject(o, "latency_ms", round(res->latency_ms * 1000) / 1000);
         cJSON_AddNumberToObject(o, "attempts", res->attempts);
         cJSON_AddBoolToObject(o, "from_cache", res->from_cache);
     }

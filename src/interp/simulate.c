@@ -296,7 +296,7 @@ static int write_feature(struct sim_run *r, const struct sim_feature *f) {
     cJSON *ws = cJSON_AddArrayToObject(o, "windows");
     for (int w = 0; ws && w < f->n_windows; w++) cJSON_AddItemToArray(ws, window_json(r, f, w));
     json_add_usage(o, f->prompt_tokens, f->completion_tokens);
-    cJSON_AddNumberToObject(o, "latency_ms", f->latency_ms);
+    cJSON_AddNumberToObject(o, "latency_ms", round(f->latency_ms * 1000) / 1000);
     cJSON_AddNumberToObject(o, "n_requests", f->n_windows);
     cJSON_AddNumberToObject(o, "cache_hits", f->cache_hits);
     int rc = jsonl_append(r->out_path, o);
