@@ -15,6 +15,7 @@
 static const struct cli_opt opts[] = {
     {"force", 0, NULL, "rerun every stage even when its stamp matches (finished units are still reused)"},
     {"until", 0, "STAGE", "stop after this stage (tokenize, lm-train, train, extract, ...)"},
+    {"results-dir", 0, "DIR", "write under DIR instead of the config's results_dir (nightly runs)"},
     {0},
 };
 
@@ -42,6 +43,8 @@ int cmd_run(int argc, char **argv) {
         cli_args_free(&a);
         return cli_fail();
     }
+    if (cli_value(&a, "results-dir"))
+        cJSON_ReplaceItemInObject(cfg.root, "results_dir", cJSON_CreateString(cli_value(&a, "results-dir")));
     struct pipeline_opts po = {
         .force = cli_flag(&a, "force"),
         .until = cli_value(&a, "until"),

@@ -310,12 +310,6 @@ static int stage_tokenize(struct ctx *c, cJSON *outputs) {
     return rc;
 }
 
-static void on_lm_eval(void *ctx, int64_t step, double train_loss, double val_loss, double lr) {
-    (void)ctx;
-    log_info("lm-train: step %lld, train loss %.4f, validation loss %.4f, lr %.2e",
-             (long long)step, train_loss, val_loss, lr);
-}
-
 static int stage_lm_train(struct ctx *c, cJSON *outputs) {
     const struct config *cfg = c->cfg;
     struct lmtrain_config lc;
@@ -337,7 +331,6 @@ static int stage_lm_train(struct ctx *c, cJSON *outputs) {
     lc.checkpoint_every = cfg_int(cfg, "model.train.checkpoint_every");
     lc.seed = (uint64_t)cfg_int(cfg, "seed");
     lc.resume = true;
-    lc.on_eval = on_lm_eval;
     if (mkdir_p(c->model_path) != 0) return -1;
     struct lmtrain_result res;
     memset(&res, 0, sizeof res);
