@@ -25,6 +25,8 @@
 #include <hdf5.h>
 
 #include "extract/extract.h"
+#include "interp/interp.h"
+#include "llm/llm.h"
 #include "io/atomic.h"
 #include "model/lmtrain.h"
 #include "sae/sweep.h"
@@ -46,6 +48,10 @@ struct ctx {
     char prev_hash[65];
     cJSON *manifest;
     cJSON *stages_json;
+    struct llm_budget budget;  /* budget.*: shared by explainer and simulator */
+    struct llm_stats llm;      /* summed over the interpretation stages of this run */
+    cJSON *interp_json;        /* per-stage counts for the manifest */
+    bool stopped;              /* a budget or an API error stopped the run cleanly */
 };
 
 char *pipeline_exp_dir(const struct config *cfg) {
@@ -425,6 +431,128 @@ static int stage_extract(struct ctx *c, cJSON *outputs) {
     return rc;
 }
 
+/* The examples files of the sweep, one per SAE, in plan order. */
+static int examples_files(struct ctx *c, char ***out, int *n) {
+    char **saes;
+    if (sweep_files(c, &saes, n) != 0) return -1;
+    char dir[MAX_PATH_LEN];
+    join(dir, c->exp_dir, "examples");
+    *out = xcalloc((size_t)(*n ? *n : 1), sizeof **out);
+    for (int i = 0; *out && i < *n; i++) (*out)[i] = extract_output_path(dir, saes[i]);
+    free_paths(saes, *n);
+    return *out ? 0 : -1;
+}
+
+static void add_stats(struct llm_stats *sum, const struct llm_stats *x) {
+    sum->requests += x->requests;
+    sum->ok += x->ok;
+    for (int i = 0; i < LLM_N_STATUS; i++) sum->by_status[i] += x->by_status[i];
+    sum->http_calls += x->http_calls;
+    sum->retries += x->retries;
+    sum->cache_hits += x->cache_hits;
+    sum->cache_corrupt += x->cache_corrupt;
+    sum->prompt_tokens += x->prompt_tokens;
+    sum->completion_tokens += x->completion_tokens;
+    sum->cost_usd += x->cost_usd;
+    sum->latency_ms_sum += x->latency_ms_sum;
+    if (x->latency_ms_max > sum->latency_ms_max) sum->latency_ms_max = x->latency_ms_max;
+}
+
+static cJSON *counts_json(const struct interp_counts *k) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "features", k->n_features);
+    cJSON_AddNumberToObject(j, "done_before", k->n_done_before);
+    cJSON_AddNumberToObject(j, "ok", k->n_ok);
+    cJSON_AddNumberToObject(j, "no_score", k->n_no_score);
+    cJSON_AddNumberToObject(j, "failed", k->n_failed);
+    cJSON_AddNumberToObject(j, "pending", k->n_pending);
+    cJSON *r = cJSON_AddObjectToObject(j, "reasons");
+    for (int i = 0; i < k->n_reasons; i++) cJSON_AddNumberToObject(r, k->reasons[i].name, k->reasons[i].n);
+    cJSON_AddNumberToObject(j, "llm_requests", (double)k->llm.requests);
+    cJSON_AddNumberToObject(j, "llm_http_calls", (double)k->llm.http_calls);
+    cJSON_AddNumberToObject(j, "llm_cache_hits", (double)k->llm.cache_hits);
+    return j;
+}
+
+/* which: the stage; dir: its output folder; verb: for messages ("explained"). */
+static int stage_interp(struct ctx *c, enum interp_stage which, const char *dir, const char *verb,
+                        cJSON *outputs) {
+    struct interp_settings s;
+    if (interp_settings_from_config(c->cfg, &s) != 0) return -1;
+    s.budget = &c->budget;
+    char **files;
+    int n;
+    if (examples_files(c, &files, &n) != 0) {
+        interp_settings_free(&s);
+        return -1;
+    }
+    struct interp_job job = {
+        .examples = (const char *const *)files,
+        .n_examples = n,
+        .tokenizer = cfg_str(c->cfg, "data.tokenizer"),
+        .run_dir = c->exp_dir,
+    };
+    struct interp_counts total;
+    memset(&total, 0, sizeof total);
+    int rc = interp_run(which, &s, &job, NULL, &total);
+    add_stats(&c->llm, &total.llm);
+    const char *name = which == INTERP_EXPLAIN ? "explain" : which == INTERP_SIMULATE ? "simulate" : "score";
+    cJSON_ReplaceItemInObject(c->interp_json, name, counts_json(&total));
+    if (rc == 0) {
+        log_info("%s: %d ok, %d no score, %d failed, %d done before, %d pending", name, total.n_ok,
+                 total.n_no_score, total.n_failed, total.n_done_before, total.n_pending);
+        if (total.n_pending > 0) {
+            /* never sent (budget, deadline, a stopping API error): not complete, so
+             * no stamp; the next run picks them up */
+            c->stopped = true;
+            rc = err_set("%d feature%s not %s: the run stopped early (budget, deadline or an "
+                         "API error; see the log); rerun to continue",
+                         total.n_pending, total.n_pending == 1 ? "" : "s", verb);
+        }
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char *sae = interp_sae_name(files[i]);
+        char *o = sae ? interp_output_path(c->exp_dir, dir, sae) : NULL;
+        if (o) cJSON_AddItemToArray(outputs, cJSON_CreateString(o));
+        free(o);
+        free(sae);
+    }
+    free_paths(files, n);
+    interp_settings_free(&s);
+    return rc;
+}
+
+static int stage_explain(struct ctx *c, cJSON *o) {
+    return stage_interp(c, INTERP_EXPLAIN, "explanations", "explained", o);
+}
+static int stage_simulate(struct ctx *c, cJSON *o) {
+    return stage_interp(c, INTERP_SIMULATE, "simulations", "simulated", o);
+}
+static int stage_score(struct ctx *c, cJSON *o) {
+    return stage_interp(c, INTERP_SCORE, "scores", "scored", o);
+}
+
+static void manifest_llm(struct ctx *c) {
+    cJSON *j = cJSON_CreateObject();
+    const struct llm_stats *x = &c->llm;
+    cJSON_AddNumberToObject(j, "requests", (double)x->requests);
+    cJSON_AddNumberToObject(j, "ok", (double)x->ok);
+    cJSON_AddNumberToObject(j, "http_calls", (double)x->http_calls);
+    cJSON_AddNumberToObject(j, "retries", (double)x->retries);
+    cJSON_AddNumberToObject(j, "cache_hits", (double)x->cache_hits);
+    cJSON_AddNumberToObject(j, "prompt_tokens", (double)x->prompt_tokens);
+    cJSON_AddNumberToObject(j, "completion_tokens", (double)x->completion_tokens);
+    cJSON_AddNumberToObject(j, "cost_usd", x->cost_usd);
+    cJSON *f = cJSON_AddObjectToObject(j, "failures");
+    for (int i = 0; i < LLM_N_STATUS; i++)
+        if (i != LLM_OK && x->by_status[i]) cJSON_AddNumberToObject(f, llm_status_name((enum llm_status)i), (double)x->by_status[i]);
+    cJSON_AddItemToObject(j, "stages", cJSON_Duplicate(c->interp_json, 1));
+    if (cJSON_GetObjectItemCaseSensitive(c->manifest, "llm"))
+        cJSON_ReplaceItemInObject(c->manifest, "llm", j);
+    else
+        cJSON_AddItemToObject(c->manifest, "llm", j);
+}
+
 /* ---- driver ---- */
 
 struct stage {
@@ -437,12 +565,18 @@ static const char *const sec_tokenize[] = {"data", "seed", NULL};
 static const char *const sec_lm_train[] = {"model", "seed", NULL};
 static const char *const sec_train[] = {"sae", "data", "seed", NULL};
 static const char *const sec_extract[] = {"extract", "interp", "data", "seed", NULL};
+static const char *const sec_explain[] = {"interp", "explainer", NULL};
+static const char *const sec_simulate[] = {"interp", "simulator", NULL};
+static const char *const sec_score[] = {"interp", NULL};
 
 static const struct stage stages[] = {
     {"tokenize", stage_tokenize, sec_tokenize},
     {"lm-train", stage_lm_train, sec_lm_train},
     {"train", stage_train, sec_train},
     {"extract", stage_extract, sec_extract},
+    {"explain", stage_explain, sec_explain},
+    {"simulate", stage_simulate, sec_simulate},
+    {"score", stage_score, sec_score},
 };
 #define N_STAGES ((int)(sizeof stages / sizeof *stages))
 
@@ -463,6 +597,8 @@ static int outside_inputs(struct ctx *c, const char *stage, const char **inputs,
         inputs[n++] = cfg_str(cfg, "data.tokenizer");
     } else if (strcmp(stage, "train") == 0) {
         inputs[n++] = cfg_str(cfg, "model.path"); /* "" when trained here: ignored */
+    } else if (strcmp(stage, "explain") == 0 || strcmp(stage, "simulate") == 0) {
+        inputs[n++] = cfg_str(cfg, "interp.prompts"); /* the templates, by content */
     }
     inputs[n] = NULL;
     return n;
@@ -507,6 +643,10 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
     join(cfg_path, c.exp_dir, "config.json");
     rc = json ? atomic_write_file(cfg_path, json, strlen(json)) : -1;
     free(json);
+    c.budget.max_requests = cfg_int(cfg, "budget.max_requests");
+    c.budget.max_tokens = cfg_int(cfg, "budget.max_tokens");
+    c.budget.max_cost_usd = cfg_num(cfg, "budget.max_cost_usd");
+    c.interp_json = cJSON_CreateObject();
     c.manifest = rc == 0 ? manifest_new(&c) : NULL;
     if (rc == 0) rc = manifest_write(&c);
 
@@ -555,6 +695,7 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
         cJSON_AddStringToObject(sj, "input_hash", hash);
         cJSON_AddItemToArray(c.stages_json, sj);
         if (opts->until && strcmp(opts->until, st->name) == 0) stop = true;
+        manifest_llm(&c);
         char saved[ERR_MSG_MAX];
         snprintf(saved, sizeof saved, "%s", err_msg());
         manifest_write(&c);
@@ -564,7 +705,8 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
         char now[32];
         iso_now(now, sizeof now);
         cJSON_AddStringToObject(c.manifest, "finished_at", now);
-        cJSON_ReplaceItemInObject(c.manifest, "status", cJSON_CreateString(rc == 0 ? "ok" : "failed"));
+        cJSON_ReplaceItemInObject(c.manifest, "status",
+                                  cJSON_CreateString(rc == 0 ? "ok" : c.stopped ? "stopped" : "failed"));
         if (rc != 0) cJSON_AddStringToObject(c.manifest, "error", err_msg());
         char saved[ERR_MSG_MAX];
         snprintf(saved, sizeof saved, "%s", err_msg());
@@ -572,6 +714,7 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
         if (rc != 0) err_set("%s", saved);
     }
     cJSON_Delete(c.manifest);
+    cJSON_Delete(c.interp_json);
     free(c.exp_dir);
     *out_reports = reports;
     *n_stages = N_STAGES;
