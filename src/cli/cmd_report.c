@@ -61,7 +61,10 @@ static int apply_options(const struct cli_args *a, struct report_settings *s) {
 int cmd_report(int argc, char **argv) {
     struct cli_args a;
     int rc = cli_parse(&cmd, argc, argv, &a);
-    if (rc != CLI_GO_ON) return rc;
+    if (rc != CLI_GO_ON) {
+        cli_args_free(&a); /* cli_parse keeps its allocation on a usage error */
+        return rc;
+    }
     cli_apply_threads(a.threads);
     struct config cfg;
     if (config_load(&cfg, a.positional[0]) != 0) {

@@ -19,12 +19,27 @@
  *   saes/<sae>.h5       (sae_files) real SAE files, d_in x d_sae, random decoder
  *                       from sae_init; local SAEs also get near-duplicate directions.
  *
+ * With html_inputs, also what the feature browser shows (for SAEs with scores):
+ *   fixture-tokenizer.bin  a llama2.c tokenizer: <unk> <s> </s>, the 256 byte
+ *                       tokens, then FIXTURE_WORDS (including "<script>" and
+ *                       other markup, so escaping is exercised)
+ *   examples/<sae>.h5   the sampled features (ids 7k + 3, density, max
+ *                       activation) and per feature n_explain explain, n_score_top
+ *                       score-top and n_random random windows of `window` tokens;
+ *                       feature k's explain window 0 holds the token "<script>"
+ *   explanations/<sae>.jsonl  the explain stage's records (provider "openai"),
+ *                       feature k = 1 explained as "<b>bold</b> & <script>...";
+ *                       each with request_sha256 and a matching llm-cache entry
+ *   llm-cache/<ab>/<key>.json the exact request (system + user message) and reply
+ *   simulations/<sae>.jsonl   predictions 0..10 for every scored window
+ *
  * Fields not set (0) take the defaults in brackets.
  */
 #ifndef AUTOINTERP_REPORT_FIXTURE_H
 #define AUTOINTERP_REPORT_FIXTURE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct report_fixture {
@@ -37,7 +52,17 @@ struct report_fixture {
     bool sae_files;
     int d_in, d_sae; /* [16, 64] */
     uint64_t seed;
+    bool html_inputs;
+    int window;                           /* [16] tokens per window */
+    int n_explain, n_score_top, n_random; /* [6, 3, 3] windows per feature */
 };
+
+/* The explanation of feature index 1, and the token planted in windows. */
+#define FIXTURE_HTML_EXPLANATION "<b>bold</b> & <script>alert(1)</script>"
+#define FIXTURE_SCRIPT_TOKEN "<script>"
+
+/* <results_dir>/<experiment>/fixture-tokenizer.bin */
+void report_fixture_tokenizer_path(const struct report_fixture *f, char *buf, size_t n);
 
 /* Writes the experiment; returns the number of SAEs, or -1. */
 int report_fixture_write(const struct report_fixture *f);

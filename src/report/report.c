@@ -8,6 +8,7 @@
 
 #include "io/atomic.h"
 #include "report/analysis.h"
+#include "report/html.h"
 #include "report/plots.h"
 #include "report/sbuf.h"
 #include "report/summary.h"
@@ -31,6 +32,7 @@ int report_settings_from_config(const struct config *cfg, struct report_settings
     s->resamples = (size_t)cfg_int(cfg, "report.resamples");
     s->level = cfg_num(cfg, "report.level");
     s->seed = (unsigned long)cfg_int(cfg, "report.seed");
+    s->tokenizer = cfg_str(cfg, "data.tokenizer");
     /* geometry and html stay at their defaults (on): the config has no keys for
      * them; `autointerp report --no-geometry / --no-html` turn them off. */
     const cJSON *pairs = cfg_node(cfg, "report.pairs");
@@ -85,6 +87,7 @@ int report_run(const struct report_settings *s, struct report_outcome *out) {
         snprintf(path, sizeof path, "%s/summary.json", out->out_dir);
         rc = report_write_summary(&d, path);
     }
+    if (rc == 0 && s->html) rc = report_write_html(&d, out->out_dir, s->tokenizer);
     if (rc == 0) {
         struct sbuf b;
         sbuf_init(&b);

@@ -12,6 +12,8 @@
  *   summary.json       machine-readable, versioned (schema in report/summary.h).
  *   tables/<name>.csv   sweep.csv, scores.csv, failures.csv, pairs.csv, geometry.csv
  *                      (columns in report/tables.h).
+ *   index.html, sae/<name>.html  (html on) the static HTML report and one feature
+ *                      browser page per SAE (report/html.h).
  *   plots/<name>.svg   pareto_L<layer>.svg, scores.svg, score_hist.svg,
  *                      geometry_self_L<layer>.svg, geometry_cross_L<layer>.svg.
  *
@@ -38,9 +40,10 @@ struct report_settings {
     unsigned long seed;  /* report.seed: master seed, recorded */
     const char **pinned; /* 2 * n_pinned names (report.pairs), or NULL */
     int n_pinned;
-    bool geometry; /* report.geometry: read decoders, nearest-direction cosines */
-    bool html;     /* also write the HTML report and feature pages */
-    int n_threads; /* bootstrap threads, 0 = one per CPU (results do not depend on it) */
+    bool geometry;         /* report.geometry: read decoders, nearest-direction cosines */
+    bool html;             /* also write index.html and the feature pages (report/html.h) */
+    const char *tokenizer; /* data.tokenizer: shows tokens on feature pages (NULL: ids) */
+    int n_threads;         /* bootstrap threads, 0 = one per CPU (results do not depend on it) */
 };
 
 /* Defaults: results_dir "results", B 100,000, level 0.95, seed 0, geometry and
