@@ -19,6 +19,14 @@
 #include "util/error.h"
 #include "util/log.h"
 
+bool report_is_matched_pair(const struct report_data *d, int a, int b) {
+    for (int p = 0; p < d->n_pairs; p++)
+        if ((d->pairs[p].p.a == a && d->pairs[p].p.b == b) ||
+            (d->pairs[p].p.a == b && d->pairs[p].p.b == a))
+            return true;
+    return false;
+}
+
 const char *rep_geom_kind_name(enum rep_geom_kind k) {
     static const char *const n[] = {"self", "cross_type", "cross_seed"};
     return (unsigned)k < 3 ? n[k] : "?";
@@ -331,10 +339,19 @@ static int geometry(struct report_data *d) {
     if (!decs) return -1;
     for (int i = 0; i < n && rc == 0; i++)
         rc = geom_self(d, decs, i);
+    /* matched pairs first (pinned ones may cross layers), then every other two
+     * SAEs of different types at the same layer and seed */
     for (int p = 0; p < d->n_pairs && rc == 0; p++) {
         int a = d->pairs[p].p.a, b = d->pairs[p].p.b;
         if (!cross_done(d, a, b)) rc = geom_cross(d, decs, GEOM_CROSS_TYPE, a, b);
     }
+    for (int i = 0; i < n && rc == 0; i++)
+        for (int j = 0; j < n && rc == 0; j++) {
+            const struct rep_sae *x = &d->sweep.saes[i], *y = &d->sweep.saes[j];
+            if (x->layer == y->layer && x->seed == y->seed && x->type < y->type &&
+                !cross_done(d, i, j))
+                rc = geom_cross(d, decs, GEOM_CROSS_TYPE, i, j);
+        }
     for (int i = 0; i < n && rc == 0; i++)
         for (int j = i + 1; j < n && rc == 0; j++) {
             const struct rep_sae *x = &d->sweep.saes[i], *y = &d->sweep.saes[j];

@@ -208,6 +208,16 @@ static int page_token(struct page *p, int32_t id) {
     return p->vocab_map[id];
 }
 
+/* Density and maximum activation of a feature (NaN without an examples file). */
+static double density_of(const struct page *p, const struct fview *f) {
+    return f->ex_index >= 0 && f->id >= 0 && f->id < p->ex.d_sae ? p->ex.density[f->id] : NAN;
+}
+
+static double max_act_of(const struct page *p, const struct fview *f) {
+    return f->ex_index >= 0 && f->id >= 0 && f->id < p->ex.d_sae ? p->ex.max_activation[f->id]
+                                                                 : NAN;
+}
+
 static const cJSON *find_window(const cJSON *rec, const char *split, double source) {
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(rec, "windows"), *w;
     cJSON_ArrayForEach(w, ws) {
@@ -225,8 +235,8 @@ static void j_cache_entry(struct sbuf *b, const char *cache_dir, const char *key
     char *text = path && file_exists(path) ? read_file_all(path, 64u << 20, &n) : NULL;
     cJSON *e = text ? cJSON_Parse(text) : NULL;
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(e, "request");
-    const char *resp = rec_str(e, "response");
-    if (!req || !resp) {
+    const char *resp = rec_str(e, "response"), *stored_key = rec_str(e, "key");
+    if (!req || !resp || !stored_key || strcmp(stored_key, key) != 0) {
         sbuf_add(b, "null");
     } else {
         sbuf_add(b, "{\"model\":");
@@ -343,9 +353,9 @@ static void j_feature(struct page *p, struct sbuf *b, const struct fview *f,
     sbuf_add(b, ",\"sr\":");
     j_str(b, rec_str(f->sim, "reason"));
     sbuf_add(b, ",\"d\":");
-    j_num(b, f->ex_index >= 0 ? p->ex.density[f->id] : NAN, "%.4g");
+    j_num(b, density_of(p, f), "%.4g");
     sbuf_add(b, ",\"m\":");
-    j_num(b, f->ex_index >= 0 ? p->ex.max_activation[f->id] : NAN, "%.4g");
+    j_num(b, max_act_of(p, f), "%.4g");
     sbuf_add(b, ",\"prov\":");
     j_str(b, rec_str(f->expl, "provider"));
     sbuf_add(b, ",\"w\":[");
@@ -407,8 +417,7 @@ static void html_num(struct sbuf *b, double v, const char *fmt) {
 static void table_row(struct page *p, struct sbuf *b, int i) {
     const struct fview *f = &p->f[i];
     double score = rec_num(f->score, "score");
-    double dens = f->ex_index >= 0 ? p->ex.density[f->id] : NAN;
-    double mx = f->ex_index >= 0 ? p->ex.max_activation[f->id] : NAN;
+    double dens = density_of(p, f), mx = max_act_of(p, f);
     const char *st = rec_str(f->score, "status");
     const char *expl = rec_str(f->expl, "explanation");
     if (!expl) expl = rec_str(f->score, "explanation");

@@ -15,9 +15,15 @@ const char *report_type_color(int type) {
     return type >= 0 && type < REP_N_TYPES ? c[type] : "#444444";
 }
 
+/* Whether geometry entry g is drawn in the plots of its layer. */
+static bool plotted(const struct report_data *d, const struct rep_geom *g) {
+    return g->kind != GEOM_CROSS_TYPE || report_is_matched_pair(d, g->a, g->b);
+}
+
 static bool layer_has_geom(const struct report_data *d, int layer, bool self) {
     for (int i = 0; i < d->n_geom; i++)
-        if ((d->geom[i].kind == GEOM_SELF) == self && d->sweep.saes[d->geom[i].a].layer == layer)
+        if ((d->geom[i].kind == GEOM_SELF) == self && d->sweep.saes[d->geom[i].a].layer == layer &&
+            plotted(d, &d->geom[i]))
             return true;
     return false;
 }
@@ -194,6 +200,7 @@ static int plot_geom(const struct report_data *d, const struct rep_plot *p, stru
             const struct rep_geom *g = &d->geom[i];
             const struct rep_sae *a = &d->sweep.saes[g->a];
             if ((g->kind == GEOM_SELF) != self || a->layer != p->layer) continue;
+            if (!plotted(d, g)) continue; /* tables list every pair; plots the matched ones */
             if (self)
                 snprintf(text[np][0], sizeof text[np][0], "%s", a->name);
             else

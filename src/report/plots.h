@@ -7,7 +7,9 @@
  *   score_hist.svg              one histogram of scores per SAE ([-1, 1], 20 bins)
  *   geometry_self_L<layer>.svg  nearest-other-direction cosine, one panel per SAE
  *   geometry_cross_L<layer>.svg highest cosine to the other dictionary, one panel
- *                               per compared (from -> to) direction
+ *                               per direction (from -> to) of the matched pairs
+ *                               and of SAEs differing only in seed (the tables
+ *                               hold every cross-type pair)
  * Plots whose data do not exist (no scores yet, geometry skipped) are not
  * listed, and report.md / index.html embed only what report_plot_list gives.
  */

@@ -229,7 +229,8 @@ static void md_geometry(const struct report_data *d, struct sbuf *b) {
         "other direction (high values: near-duplicate features).\n\n| SAE | n | mean | q05 | "
         "median | q95 | max | < 0 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         "Across dictionaries: every direction's highest cosine similarity to the other "
-        "dictionary (matched pairs of different types; SAEs differing only in seed).\n\n| "
+        "dictionary (every two SAEs of different types at the same layer and seed, the matched "
+        "pairs, and SAEs differing only in seed).\n\n| "
         "directions of | compared with | relation | n | mean | q05 | median | q95 | max | < 0 "
         "|\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"};
     for (int part = 0; part < 2; part++) {

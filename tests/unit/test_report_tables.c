@@ -285,7 +285,8 @@ static void test_geometry_matches_geometry_library(void **state) {
     assert_int_equal(n_self, 12);
     /* 6 (type, lambda) groups with seeds 0 and 1, both directions */
     assert_int_equal(n_seed, 12);
-    assert_true(n_type >= 6);
+    /* per seed: 3 type pairs x 2 x 2 lambdas = 12 cross-type pairs, both directions */
+    assert_int_equal(n_type, 48);
     run_free(&r);
 }
 
