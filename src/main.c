@@ -31,6 +31,7 @@ static const struct entry commands[] = {
     {"explain", cmd_explain, "explain each sampled feature from its top-activating windows"},
     {"simulate", cmd_simulate, "predict held-out activations from the explanations"},
     {"score", cmd_score, "correlate simulated and true activations per feature"},
+    {"report", cmd_report, "bootstrap CIs, matched pairs, tables, plots and HTML pages"},
     {"run", cmd_run, "run the whole pipeline of a config, skipping what is done"},
     {"inspect", cmd_inspect, "summarise any file autointerp reads or writes"},
     {"config", cmd_config, "check a config and print it fully resolved"},

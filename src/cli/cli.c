@@ -77,7 +77,17 @@ static int find_opt(const struct cli_opt *opts, const char *name, size_t len, ch
     return -1;
 }
 
+static int parse_args(const struct cli_command *cmd, int argc, char **argv, struct cli_args *a);
+
+/* On any outcome but CLI_GO_ON the positional array is freed here, so callers
+ * only free on the path where they go on. */
 int cli_parse(const struct cli_command *cmd, int argc, char **argv, struct cli_args *a) {
+    int rc = parse_args(cmd, argc, argv, a);
+    if (rc != CLI_GO_ON) cli_args_free(a);
+    return rc;
+}
+
+static int parse_args(const struct cli_command *cmd, int argc, char **argv, struct cli_args *a) {
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     a->positional = calloc((size_t)argc + 1, sizeof(char *));

@@ -27,6 +27,7 @@
 #include "extract/extract.h"
 #include "interp/interp.h"
 #include "llm/llm.h"
+#include "report/report.h"
 #include "io/atomic.h"
 #include "model/lmtrain.h"
 #include "sae/sweep.h"
@@ -458,6 +459,14 @@ static void add_stats(struct llm_stats *sum, const struct llm_stats *x) {
     if (x->latency_ms_max > sum->latency_ms_max) sum->latency_ms_max = x->latency_ms_max;
 }
 
+/* obj[key] = item, replacing or adding (cJSON_ReplaceItemInObject only replaces). */
+static void json_set(cJSON *obj, const char *key, cJSON *item) {
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+    else
+        cJSON_AddItemToObject(obj, key, item);
+}
+
 static cJSON *counts_json(const struct interp_counts *k) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "features", k->n_features);
@@ -497,7 +506,7 @@ static int stage_interp(struct ctx *c, enum interp_stage which, const char *dir,
     int rc = interp_run(which, &s, &job, NULL, &total);
     add_stats(&c->llm, &total.llm);
     const char *name = which == INTERP_EXPLAIN ? "explain" : which == INTERP_SIMULATE ? "simulate" : "score";
-    cJSON_ReplaceItemInObject(c->interp_json, name, counts_json(&total));
+    json_set(c->interp_json, name, counts_json(&total));
     if (rc == 0) {
         log_info("%s: %d ok, %d no score, %d failed, %d done before, %d pending", name, total.n_ok,
                  total.n_no_score, total.n_failed, total.n_done_before, total.n_pending);
@@ -532,6 +541,24 @@ static int stage_score(struct ctx *c, cJSON *o) {
     return stage_interp(c, INTERP_SCORE, "scores", "scored", o);
 }
 
+static int stage_report(struct ctx *c, cJSON *outputs) {
+    struct report_settings s;
+    if (report_settings_from_config(c->cfg, &s) != 0) return -1;
+    struct report_outcome out;
+    memset(&out, 0, sizeof out);
+    int rc = report_run(&s, &out);
+    report_settings_free(&s);
+    if (rc != 0) return -1;
+    log_info("report: %d SAEs (%d with scores), %d pairs compared, in %s", out.n_saes,
+             out.n_with_scores, out.n_compared, out.out_dir);
+    char p[MAX_PATH_LEN];
+    join(p, out.out_dir, "summary.json");
+    cJSON_AddItemToArray(outputs, cJSON_CreateString(p));
+    join(p, out.out_dir, "report.md");
+    cJSON_AddItemToArray(outputs, cJSON_CreateString(p));
+    return 0;
+}
+
 static void manifest_llm(struct ctx *c) {
     cJSON *j = cJSON_CreateObject();
     const struct llm_stats *x = &c->llm;
@@ -547,10 +574,7 @@ static void manifest_llm(struct ctx *c) {
     for (int i = 0; i < LLM_N_STATUS; i++)
         if (i != LLM_OK && x->by_status[i]) cJSON_AddNumberToObject(f, llm_status_name((enum llm_status)i), (double)x->by_status[i]);
     cJSON_AddItemToObject(j, "stages", cJSON_Duplicate(c->interp_json, 1));
-    if (cJSON_GetObjectItemCaseSensitive(c->manifest, "llm"))
-        cJSON_ReplaceItemInObject(c->manifest, "llm", j);
-    else
-        cJSON_AddItemToObject(c->manifest, "llm", j);
+    json_set(c->manifest, "llm", j);
 }
 
 /* ---- driver ---- */
@@ -568,6 +592,7 @@ static const char *const sec_extract[] = {"extract", "interp", "data", "seed", N
 static const char *const sec_explain[] = {"interp", "explainer", NULL};
 static const char *const sec_simulate[] = {"interp", "simulator", NULL};
 static const char *const sec_score[] = {"interp", NULL};
+static const char *const sec_report[] = {"report", NULL};
 
 static const struct stage stages[] = {
     {"tokenize", stage_tokenize, sec_tokenize},
@@ -577,6 +602,7 @@ static const struct stage stages[] = {
     {"explain", stage_explain, sec_explain},
     {"simulate", stage_simulate, sec_simulate},
     {"score", stage_score, sec_score},
+    {"report", stage_report, sec_report},
 };
 #define N_STAGES ((int)(sizeof stages / sizeof *stages))
 
@@ -705,8 +731,8 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
         char now[32];
         iso_now(now, sizeof now);
         cJSON_AddStringToObject(c.manifest, "finished_at", now);
-        cJSON_ReplaceItemInObject(c.manifest, "status",
-                                  cJSON_CreateString(rc == 0 ? "ok" : c.stopped ? "stopped" : "failed"));
+        json_set(c.manifest, "status",
+                 cJSON_CreateString(rc == 0 ? "ok" : c.stopped ? "stopped" : "failed"));
         if (rc != 0) cJSON_AddStringToObject(c.manifest, "error", err_msg());
         char saved[ERR_MSG_MAX];
         snprintf(saved, sizeof saved, "%s", err_msg());

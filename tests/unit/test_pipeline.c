@@ -73,7 +73,7 @@ static void test_run_skips_and_invalidates(void **state) {
     if (rc != 0) fail_msg("first run failed: %s", out);
     free(out);
     char *st = stage_statuses(dir);
-    assert_string_equal(st, "tokenize=ran,train=ran,extract=ran,explain=ran,simulate=ran,score=ran,");
+    assert_string_equal(st, "tokenize=ran,train=ran,extract=ran,explain=ran,simulate=ran,score=ran,report=ran,");
     free(st);
     char p[4096];
     snprintf(p, sizeof p, "%s/results/pipe/examples/L2-e2e-lam0.5-s0.h5", dir);
@@ -83,7 +83,7 @@ static void test_run_skips_and_invalidates(void **state) {
     assert_int_equal(rc, 0);
     free(out);
     st = stage_statuses(dir);
-    assert_string_equal(st, "tokenize=skipped,train=skipped,extract=skipped,explain=skipped,simulate=skipped,score=skipped,");
+    assert_string_equal(st, "tokenize=skipped,train=skipped,extract=skipped,explain=skipped,simulate=skipped,score=skipped,report=skipped,");
     free(st);
 
     /* an extract setting changes only extraction */
@@ -93,7 +93,7 @@ static void test_run_skips_and_invalidates(void **state) {
     assert_int_equal(rc, 0);
     free(out);
     st = stage_statuses(dir);
-    assert_string_equal(st, "tokenize=skipped,train=skipped,extract=ran,explain=ran,simulate=ran,score=ran,");
+    assert_string_equal(st, "tokenize=skipped,train=skipped,extract=ran,explain=ran,simulate=ran,score=ran,report=ran,");
     free(st);
 
     /* a deleted output makes its stage run again */
