@@ -33,6 +33,7 @@ static const struct entry commands[] = {
     {"score", cmd_score, "correlate simulated and true activations per feature"},
     {"report", cmd_report, "bootstrap CIs, matched pairs, tables, plots and HTML pages"},
     {"run", cmd_run, "run the whole pipeline of a config, skipping what is done"},
+    {"compare", cmd_compare, "compare two runs of an experiment (nightly jobs)"},
     {"inspect", cmd_inspect, "summarise any file autointerp reads or writes"},
     {"config", cmd_config, "check a config and print it fully resolved"},
 };

@@ -85,5 +85,6 @@ int cmd_train(int argc, char **argv);
 int cmd_sae_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif
