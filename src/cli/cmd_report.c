@@ -1,8 +1,8 @@
 /* cmd_report.c: `autointerp report CONFIG`.
  *
  * Builds <results_dir>/<experiment>/report/ from whatever earlier stages have
- * written (src/report/report.h): tables, summary.json, SVG plots and (with
- * Task 2's writer) the HTML pages. The config's report.* keys give the
+ * written (src/report/report.h): tables, summary.json, SVG plots and the HTML
+ * report with its feature browser. The config's report.* keys give the
  * bootstrap settings and pinned pairs; options here override them for one run.
  * Prints what was written and a one-line status per part on stdout.
  */
@@ -29,7 +29,9 @@ static const struct cli_command cmd = {
     .usage = "autointerp report [options] CONFIG",
     .description =
         "Reads saes/sweep.json, scores/<sae>.jsonl, examples/<sae>.h5 and the SAE files of\n"
-        "the experiment and writes report.md, summary.json, tables/*.csv and plots/*.svg.\n"
+        "the experiment and writes report.md, summary.json, tables/*.csv, plots/*.svg,\n"
+        "index.html and a feature browser page per SAE (sae/<name>.html; tokens shown\n"
+        "with data.tokenizer).\n"
         "Per SAE: sampled/scored/failed/no-score counts, mean/median/sd of the scores and\n"
         "the bootstrap CI of the mean (percentile and BCa). Pairs (closest in L0 and in\n"
         "CE increase per layer and pair of types, or report.pairs): difference of means\n"

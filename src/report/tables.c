@@ -123,7 +123,7 @@ static void md_scores(const struct report_data *d, const int *order, struct sbuf
     int any = 0;
     for (int k = 0; k < d->sweep.n; k++) {
         const struct rep_dict *r = &d->dict[order[k]];
-        if (r->n_reasons == 0 && !r->note[0]) continue;
+        if (!r->has_scores || (r->n_reasons == 0 && !r->note[0])) continue;
         if (!any++) sbuf_add(b, "Not scored, by reason:\n\n");
         sbuf_add(b, "- ");
         sbuf_md(b, d->sweep.saes[order[k]].name);
