@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""make_seeds.py: regenerate the small seed corpora under tests/fuzz/corpus/.
+
+Run from the repository root with /usr/bin/python3 (numpy and h5py). Seeds are
+small valid inputs of each format, plus a few near-misses, so the fuzzer starts
+from inside each reader instead of at its first check. HDF5 seeds come from the
+project's own writer (`autointerp tokenize`) when bin/autointerp exists, and
+from h5py in the same layout otherwise.
+"""
+import json, os, struct, subprocess, sys, tempfile
+import numpy as np
+
+OUT = "tests/fuzz/corpus"
+
+
+def put(harness, name, data):
+    d = os.path.join(OUT, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def config_seeds():
+    for fn in sorted(os.listdir("configs")):
+        if fn.endswith(".json"):
+            put("config", fn, open(os.path.join("configs", fn), "rb").read())
+    put("config", "minimal.json", '{"experiment": "x"}')
+    put("config", "sae.json", '{"sae": {"ratio": 4, "types": ["local", "e2e"]}, "seed": 3}')
+    put("config", "bad_range.json", '{"sae": {"ratio": -3}}')
+
+
+def safetensors(tensors, meta=None, pad=True):
+    hdr, blobs, off = {}, [], 0
+    if meta:
+        hdr["__metadata__"] = meta
+    for name, dtype, arr in tensors:
+        b = arr.tobytes()
+        hdr[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def safetensors_seeds():
+    r = np.arange(6, dtype=np.float32).reshape(2, 3)
+    put("safetensors", "f32.st", safetensors([("w", "F32", r)], {"format": "pt"}))
+    put("safetensors", "mixed.st", safetensors([
+        ("a", "F16", r.astype(np.float16)),
+        ("b", "BF16", (r.view(np.uint32) >> 16).astype(np.uint16)),
+        ("c", "F64", r.astype(np.float64)),
+        ("d", "I64", np.arange(3, dtype=np.int64)),
+        ("e", "U8", np.arange(4, dtype=np.uint8)),
+        ("empty", "F32", np.zeros((0, 4), np.float32)),
+        ("scalar", "F32", np.array(1.5, np.float32))]))
+    put("safetensors", "empty_header.st", safetensors([]))
+
+
+def llama_bin(dim, hidden, layers, heads, kv, vocab, seq, shared=True, seed=0):
+    rng = np.random.default_rng(seed)
+    hs = dim // heads
+    n = (vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv * hs * dim +
+         layers * dim * dim + layers * dim + 3 * layers * hidden * dim + dim + seq * hs)
+    if not shared:
+        n += vocab * dim
+    w = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    v = vocab if shared else -vocab
+    return struct.pack("<7i", dim, hidden, layers, heads, kv, v, seq) + w.tobytes()
+
+
+def llama_model_seeds():
+    put("llama_model", "tiny_shared.bin", llama_bin(8, 16, 1, 2, 1, 12, 4))
+    put("llama_model", "tiny_classifier.bin", llama_bin(8, 12, 2, 2, 2, 10, 3, shared=False))
+    put("llama_model", "header_only.bin", struct.pack("<7i", 8, 16, 1, 2, 1, 12, 4))
+
+
+def llama2c_tok(extra):
+    toks = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")]
+    toks += [(0.0, b"<0x%02X>" % b) for b in range(256)]
+    toks += extra
+    out = struct.pack("<i", max(len(t) for _, t in toks))
+    for s, t in toks:
+        out += struct.pack("<fi", s, len(t)) + t
+    return out
+
+
+def llama2c_tok_seeds():
+    put("llama2c_tok", "bytes_only.bin", llama2c_tok([]))
+    put("llama2c_tok", "merges.bin", llama2c_tok([
+        (-1.0, b" "), (-2.0, b"e"), (-3.0, b"t"), (-4.0, b"on"), (-5.0, b"o"), (-6.0, b"n"),
+        (-7.0, b" t"), (-8.0, b"ime"), (-9.0, b"im"), (-10.0, b"i"), (-11.0, b"m"),
+        (-12.0, b"\xc3\xa9"), (-13.0, b"t\xc3\xa9"), (-1e10, b"never")]))
+    put("llama2c_tok", "truncated.bin", llama2c_tok([(-1.0, b" ")])[:-3])
+
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+MARK = b"\n===vocab.bpe===\n"
+
+
+def gpt2_seed(merges, eot=True, version=True):
+    bu = bytes_to_unicode()
+    enc = {bu[b]: b for b in range(256)}
+
+    def bl(s):
+        return "".join(bu[b] for b in s.encode())
+    lines = []
+    for a, b in merges:
+        enc[bl(a + b)] = len(enc)
+        lines.append(bl(a) + " " + bl(b))
+    if eot:
+        enc["<|endoftext|>"] = len(enc)
+    text = ("#version: 0.2\n" if version else "") + "\n".join(lines) + "\n"
+    return json.dumps(enc, ensure_ascii=False).encode() + MARK + text.encode()
+
+
+def gpt2_bpe_seeds():
+    m = [("H", "e"), ("l", "l"), ("He", "ll"), ("Hell", "o"), (" ", "w"), ("o", "r"),
+         (" w", "or"), ("l", "d"), (" wor", "ld"), ("'", "s"), ("\u00e9", "t")]
+    put("gpt2_bpe", "small.txt", gpt2_seed(m))
+    put("gpt2_bpe", "no_eot.txt", gpt2_seed(m[:3], eot=False, version=False))
+    put("gpt2_bpe", "comma_alias.txt", gpt2_seed([("\"", ","), ("\",", "\""), (",", "\"")]))
+
+
+def tok_encode_seeds():
+    texts = ["Hello world, it's 2024!", "  multiple   spaces\n\n\ttabs",
+             "<|endoftext|>doc two<|endoftext|>", "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600",
+             "Once upon a time there was a little girl named Lily."]
+    for i, t in enumerate(texts):
+        for sel in (0, 1):
+            put("tok_encode", "t%d_%s" % (i, "llama" if sel else "gpt2"), bytes([sel]) + t.encode())
+    put("tok_encode", "invalid_utf8", b"\x00\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
+    put("tok_encode", "invalid_utf8_llama", b"\x01\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98\x00x")
+
+
+def llm_parse_seeds():
+    d = "tests/fixtures/llm"
+    for fn in sorted(os.listdir(d)):
+        if not fn.endswith(".json"):
+            continue
+        body = open(os.path.join(d, fn), "rb").read()
+        mode = 0
+        if "completions" in fn:
+            mode |= 1
+        if "logprobs" in fn or "echo" in fn:
+            mode |= 2
+        if "structured" in fn or "schema" in fn or "json" in fn:
+            mode |= 8
+        put("llm_parse", fn, bytes([mode]) + body)
+    put("llm_parse", "json_object_ok", bytes([4]) + json.dumps({
+        "choices": [{"message": {"role": "assistant", "content": "{\"a\": [1, 2]}"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 5}}).encode())
+    put("llm_parse", "cut_prompt", bytes([0x20]) + json.dumps({
+        "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 1}}).encode())
+
+
+def jsonl_seeds():
+    put("jsonl", "two.jsonl", '{"a":1}\n{"b":[1,2,{"c":"d"}]}\n')
+    put("jsonl", "torn.jsonl", '{"a":1}\n{"b":2')
+    put("jsonl", "blank_lines.jsonl", '\n{"a":1}\n\n  \n{"x":null}\n\n')
+    put("jsonl", "bad_last.jsonl", '{"a":1}\n[1,2]\n\n')
+    put("jsonl", "bad_middle.jsonl", '{"a":1}\nnot json\n{"b":2}\n')
+
+
+def h5_seeds(tmp):
+    cli = "bin/autointerp"
+    texts = {"a.txt": "Once upon a time.<|endoftext|>The end.",
+             "b.txt": "Lily saw a dog<|endoftext|><|endoftext|>x"}
+    for k, v in texts.items():
+        open(os.path.join(tmp, k), "w").write(v)
+    made = 0
+    if os.access(cli, os.X_OK):
+        toks = [("llama", "../shared/models/stories260K/tok512.bin"),
+                ("gpt2", "../shared/tokenizers/gpt2")]
+        for name, tok in toks:
+            if not os.path.exists(tok):
+                continue
+            for k in texts:
+                out = os.path.join(tmp, "%s_%s.h5" % (name, k[0]))
+                subprocess.run([cli, "tokenize", "-q", "-t", tok, "-o", out, os.path.join(tmp, k)],
+                               check=True, stdout=subprocess.DEVNULL)
+                put("h5", os.path.basename(out), open(out, "rb").read())
+                made += 1
+    if made == 0:
+        import h5py
+        out = os.path.join(tmp, "h5py.h5")
+        with h5py.File(out, "w") as f:
+            f.create_dataset("tokens", data=np.array([1, 5, 9, 2, 1, 7], np.uint16))
+            f.create_dataset("doc_offsets", data=np.array([0, 4, 6], np.int64))
+            for k, v in [("format", "autointerp-tokens"), ("tokenizer", "llama2c"), ("sources", "a")]:
+                f.attrs[k] = v
+            for k, v in [("format_version", 1), ("vocab_size", 512), ("eot_id", 2), ("bos_id", 1),
+                         ("n_tokens", 6), ("n_documents", 2)]:
+                f.attrs[k] = np.int64(v)
+        put("h5", "h5py.h5", open(out, "rb").read())
+
+
+def main():
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    config_seeds()
+    safetensors_seeds()
+    llama_model_seeds()
+    llama2c_tok_seeds()
+    gpt2_bpe_seeds()
+    tok_encode_seeds()
+    llm_parse_seeds()
+    jsonl_seeds()
+    with tempfile.TemporaryDirectory() as tmp:
+        h5_seeds(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
