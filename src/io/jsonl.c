@@ -143,9 +143,16 @@ static off_t torn_tail_start(int fd, off_t size, const char **why) {
         err_errno("cannot read the end of the file");
         return -2;
     }
+    /* Whitespace after the last newline is blank to the reader, so the line
+     * before it is still the one to judge (it may be a torn record); that
+     * whitespace goes too unless the cut already covers it. */
+    off_t blank_tail = -1;
     if (nl != size - 1) {
+        int kind = classify_line(fd, nl + 1, size);
+        if (kind == -2) return -2;
         *why = "without a newline";
-        return nl + 1;
+        if (kind != 1) return nl + 1;
+        blank_tail = nl + 1;
     }
     while (nl >= 0) { /* walk back over blank lines to the last real one */
         off_t prev = last_newline_before(fd, nl);
@@ -155,14 +162,14 @@ static off_t torn_tail_start(int fd, off_t size, const char **why) {
         }
         int kind = classify_line(fd, prev + 1, nl);
         if (kind == -2) return -2;
-        if (kind == 0) return -1;
+        if (kind == 0) return blank_tail;
         if (kind == -1) {
             *why = "not a JSON object";
             return prev + 1;
         }
         nl = prev;
     }
-    return -1;
+    return blank_tail;
 }
 
 /* Cut a torn or corrupt last line so the next write starts a clean line. */
