@@ -481,7 +481,8 @@ static inline float exp_approx(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
+    /* NaN in gives NaN out through p; n must not be NaN when made an int (UB) */
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23; /* 2^n */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
