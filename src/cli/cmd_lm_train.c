@@ -23,6 +23,7 @@ static const struct cli_opt opts[] = {
     {"warmup", 0, "N", "linear warmup steps, then cosine decay to 10% (default 50)"},
     {"weight-decay", 0, "X", "AdamW decay on matrices (default 0.1)"},
     {"grad-clip", 0, "X", "clip the global gradient norm (default 1.0, 0 = off)"},
+    {"dropout", 0, "P", "dropout on each block's attention and MLP outputs (default 0)"},
     {"seed", 0, "N", "initialisation and data order (default 1)"},
     {"val-fraction", 0, "X", "held-out tail of the tokens (default 0.1)"},
     {"eval-every", 0, "N", "steps between validation losses (default 100)"},
@@ -84,6 +85,9 @@ static int parse(const struct cli_args *a, struct lmtrain_config *c) {
     DBL_OPT("lr", lr);
     DBL_OPT("weight-decay", weight_decay);
     DBL_OPT("grad-clip", grad_clip);
+    DBL_OPT("dropout", dropout);
+    if (!(c->dropout >= 0 && c->dropout < 0.9))
+        return cli_usage_error(&cmd, "--dropout must be from 0 to 0.9");
     DBL_OPT("val-fraction", val_fraction);
     DBL_OPT("minutes", minutes);
     if (cli_value(a, "minutes") && !cli_value(a, "steps")) c->steps = 0;

@@ -305,6 +305,37 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
     }
 }
 
+/* Dropout of a residual branch (lm-train only). The mask is a hash of (key, i),
+ * so backward recomputes it instead of storing it: element i is kept when the top
+ * 24 bits of the hash are >= p·2^24, and kept values are scaled by 1/(1-p). */
+static inline bool dropout_keep(uint64_t key, size_t i, uint32_t threshold) {
+    uint64_t x = key ^ (i * 0x9e3779b97f4a7c15ull);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((x ^ (x >> 31)) >> 40) >= threshold;
+}
+
+static uint64_t dropout_key(const struct gpt2 *g, int layer, int site) {
+    return g->dropout_seed * 0x2545f4914f6cdd1dull + (uint64_t)layer * 2 + (uint64_t)site + 1;
+}
+
+// out (n) = x + mask ⊙ branch / (1-p)
+static void dropout_add(float *out, const float *x, const float *branch, size_t n, float p,
+                        uint64_t key) {
+    uint32_t threshold = (uint32_t)(p * 16777216.0f);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        out[i] = x[i] + (dropout_keep(key, i, threshold) ? branch[i] * scale : 0.0f);
+}
+
+// d_branch (n) = mask ⊙ dout / (1-p)
+static void dropout_backward(float *d_branch, const float *dout, size_t n, float p, uint64_t key) {
+    uint32_t threshold = (uint32_t)(p * 16777216.0f);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        d_branch[i] = dropout_keep(key, i, threshold) ? dout[i] * scale : 0.0f;
+}
+
 /* ---------------------------------------------------------------------------
  * Parameters.
  */
@@ -848,14 +879,29 @@ static void block_forward(const struct lm *lm, struct lm_acts *acts, int l) {
     for (int b = 0; b < B; b++)
         attention_forward(a->atty + (size_t)b * T * C, save ? a->lse + (size_t)b * NH * T : NULL,
                           a->qkv + (size_t)b * T * 3 * C, ga->att, T, C, NH);
-    memcpy(a->resid2, x, (size_t)N * C * sizeof *x);
-    matmul_forward(a->resid2, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, true);
+    const struct gpt2 *g = gpt2_of(lm);
+    bool drop = save && g->dropout > 0.0f;
+    size_t NC = (size_t)N * C;
+    if (drop) { /* branch into the (idle) backward scratch, then resid2 = x + dropout(branch) */
+        matmul_forward(ga->d_ln, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, false);
+        dropout_add(a->resid2, x, ga->d_ln, NC, g->dropout, dropout_key(g, l, 0));
+    } else {
+        memcpy(a->resid2, x, NC * sizeof *x);
+        matmul_forward(a->resid2, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, true);
+    }
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->resid2, p->ln2w + lc, p->ln2b + lc, N,
                       C, c->norm_eps);
     matmul_forward(a->fch, a->ln2, p->fcw + lc * 4 * C, p->fcb + lc * 4, N, C, 4 * C, false);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    memcpy(out, a->resid2, (size_t)N * C * sizeof *out);
-    matmul_forward(out, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C, true);
+    if (drop) {
+        matmul_forward(ga->d_ln, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C,
+                       false);
+        dropout_add(out, a->resid2, ga->d_ln, NC, g->dropout, dropout_key(g, l, 1));
+    } else {
+        memcpy(out, a->resid2, NC * sizeof *out);
+        matmul_forward(out, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C,
+                       true);
+    }
 }
 
 int gpt2_blocks_forward(const struct lm *lm, struct lm_acts *acts, int from, int to) {
@@ -938,16 +984,29 @@ static void block_backward(const struct lm *lm, struct lm_acts *acts, int l, flo
     int B = acts->B, T = acts->T, N = B * T, C = c->d_model, NH = c->n_head;
     size_t lc = (size_t)l * C;
 #define G(member, off) (g ? g->member + (off) : NULL)
-    // mlp: resid[l+1] = resid2 + fch_gelu · fcprojw + fcprojb
-    matmul_backward(ga->d_fch, G(fcprojw, lc * 4 * C), G(fcprojb, lc), dres, a->fch_gelu,
+    const struct gpt2 *gp = gpt2_of(lm);
+    bool drop = gp->dropout > 0.0f;
+    size_t NC = (size_t)N * C;
+    // mlp: resid[l+1] = resid2 + dropout(fch_gelu · fcprojw + fcprojb)
+    const float *d_branch = dres;
+    if (drop) {
+        dropout_backward(ga->d_atty, dres, NC, gp->dropout, dropout_key(gp, l, 1));
+        d_branch = ga->d_atty;
+    }
+    matmul_backward(ga->d_fch, G(fcprojw, lc * 4 * C), G(fcprojb, lc), d_branch, a->fch_gelu,
                     p->fcprojw + lc * 4 * C, N, 4 * C, C);
     gelu_backward(ga->d_fch, a->fch, ga->d_fch, (size_t)N * 4 * C);
     matmul_backward(ga->d_ln, G(fcw, lc * 4 * C), G(fcb, lc * 4), ga->d_fch, a->ln2,
                     p->fcw + lc * 4 * C, N, C, 4 * C);
     layernorm_backward(dres, G(ln2w, lc), G(ln2b, lc), ga->d_ln, a->resid2, p->ln2w + lc,
                        a->ln2_mean, a->ln2_rstd, N, C, ga->d_scratch);
-    // attention: resid2 = resid[l] + atty · attprojw + attprojb
-    matmul_backward(ga->d_atty, G(attprojw, lc * C), G(attprojb, lc), dres, a->atty,
+    // attention: resid2 = resid[l] + dropout(atty · attprojw + attprojb)
+    d_branch = dres;
+    if (drop) {
+        dropout_backward(ga->d_ln, dres, NC, gp->dropout, dropout_key(gp, l, 0));
+        d_branch = ga->d_ln;
+    }
+    matmul_backward(ga->d_atty, G(attprojw, lc * C), G(attprojb, lc), d_branch, a->atty,
                     p->attprojw + lc * C, N, C, C);
     for (int b = 0; b < B; b++)
         attention_backward(ga->d_qkv + (size_t)b * T * 3 * C, ga->d_atty + (size_t)b * T * C,

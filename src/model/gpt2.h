@@ -91,6 +91,13 @@ struct gpt2 {
     size_t n_params;              /* total floats */
     float *memory;                /* the one parameter buffer (owned) */
     struct gpt2_params p;
+    /* Training only (lm-train; 0 everywhere else): with activations saved for
+     * backward, each block's attention and MLP outputs are dropped with this
+     * probability before joining the residual stream. The masks are a hash of
+     * (dropout_seed, layer, site, element), so set dropout_seed per step and keep
+     * it until that step's backward has run. */
+    float dropout;
+    uint64_t dropout_seed;
 };
 
 /* Sizes of the 16 tensors for a config; returns the total. */

@@ -292,18 +292,9 @@ static void adamw(struct trainer *tr, double lr, float gscale, int64_t t) {
     }
 }
 
-static int train_step(struct trainer *tr, double lr, double *loss) {
-    const struct lmtrain_config *c = tr->cfg;
-    int B = c->batch, T = c->context, N = B * T, L = tr->lm->cfg.n_layer;
-    gsl_rng_set(tr->rng, (unsigned long)splitmix64(c->seed ^ splitmix64((uint64_t)tr->step + 1)));
-    for (int b = 0; b < B; b++) {
-        int64_t off = (int64_t)gsl_rng_uniform_int(tr->rng, (unsigned long)(tr->n_train - T));
-        memcpy(tr->x + (size_t)b * T, tr->tokens + off, (size_t)T * sizeof *tr->x);
-        memcpy(tr->y + (size_t)b * T, tr->tokens + off + 1, (size_t)T * sizeof *tr->y);
-    }
-    size_t n_params = gpt2_n_params(tr->lm);
-    memset(tr->grads, 0, n_params * sizeof *tr->grads);
-    memset(tr->d_lnf, 0, (size_t)N * c->n_embd * sizeof *tr->d_lnf);
+/* Forward, CE and backward of the batch in tr->x, tr->y into tr->grads. */
+static int train_pass(struct trainer *tr, double *loss) {
+    int N = tr->cfg->batch * tr->cfg->context, L = tr->lm->cfg.n_layer;
     if (forward(tr) < 0) return -1;
     double sum = 0;
     for (int r0 = 0; r0 < N; r0 += CHUNK_ROWS) {
@@ -315,6 +306,27 @@ static int train_step(struct trainer *tr, double lr, double *loss) {
         lm_blocks_backward(tr->lm, tr->acts, 0, L, tr->d_resid, NULL, tr->grads) < 0 ||
         lm_embed_backward(tr->lm, tr->acts, tr->d_resid, tr->grads) < 0)
         return -1;
+    return 0;
+}
+
+static int train_step(struct trainer *tr, double lr, double *loss) {
+    const struct lmtrain_config *c = tr->cfg;
+    int B = c->batch, T = c->context, N = B * T;
+    gsl_rng_set(tr->rng, (unsigned long)splitmix64(c->seed ^ splitmix64((uint64_t)tr->step + 1)));
+    for (int b = 0; b < B; b++) {
+        int64_t off = (int64_t)gsl_rng_uniform_int(tr->rng, (unsigned long)(tr->n_train - T));
+        memcpy(tr->x + (size_t)b * T, tr->tokens + off, (size_t)T * sizeof *tr->x);
+        memcpy(tr->y + (size_t)b * T, tr->tokens + off + 1, (size_t)T * sizeof *tr->y);
+    }
+    size_t n_params = gpt2_n_params(tr->lm);
+    memset(tr->grads, 0, n_params * sizeof *tr->grads);
+    memset(tr->d_lnf, 0, (size_t)N * c->n_embd * sizeof *tr->d_lnf);
+    struct gpt2 *g = gpt2_of(tr->lm);
+    g->dropout = (float)c->dropout; /* for this step's forward and backward only */
+    g->dropout_seed = splitmix64(c->seed + 0x5bd1e995u * (uint64_t)(tr->step + 1));
+    int rc = train_pass(tr, loss);
+    g->dropout = 0.0f;
+    if (rc < 0) return -1;
     double norm = grad_norm(tr->grads, n_params);
     if (!isfinite(norm) || !isfinite(*loss))
         return err_set("lm-train: step %lld: loss or gradient is not finite (lr too high?)",
@@ -349,6 +361,7 @@ static int identity_attrs(const struct trainer *tr, struct ck_attr *a) {
     a[n++] = (struct ck_attr){"warmup", (double)c->warmup};
     a[n++] = (struct ck_attr){"val_fraction", c->val_fraction};
     a[n++] = (struct ck_attr){"weight_decay", c->weight_decay};
+    a[n++] = (struct ck_attr){"dropout", c->dropout};
     return n;
 }
 

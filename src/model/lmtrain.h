@@ -38,6 +38,7 @@ struct lmtrain_config {
     double weight_decay;     /* on matrices only (0.1) */
     double beta1, beta2, adam_eps;
     double grad_clip;        /* global L2 norm; 0 = off */
+    double dropout;          /* on each block's attention and MLP outputs (0.1); 0 = off */
     uint64_t seed;
     double val_fraction;     /* held-out tail of the dataset */
     int64_t eval_every;      /* steps between validation losses (0: only first and last) */

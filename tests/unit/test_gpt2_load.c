@@ -246,6 +246,64 @@ static void test_pieces_compose(void **state) {
     lm_free(lm);
 }
 
+/* lm-train's residual dropout: active only with saved activations, and its
+ * backward (masks recomputed from the seed) matches finite differences. */
+static double weighted_out(const struct lm *lm, struct lm_acts *acts, const float *x0,
+                           const float *w, size_t n) {
+    memcpy(acts->resid[0], x0, n * sizeof *x0);
+    assert_int_equal(lm_blocks_forward(lm, acts, 0, lm->cfg.n_layer), 0);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)w[i] * acts->resid[lm->cfg.n_layer][i];
+    return s;
+}
+
+static void test_dropout_backward_matches_finite_differences(void **state) {
+    (void)state;
+    struct lm *lm = tiny_model();
+    struct gpt2 *g = gpt2_of(lm);
+    int T = 8, C = 32;
+    size_t n = (size_t)T * C;
+    int32_t tokens[8] = {3, 1, 4, 1, 5, 9, 2, 6};
+    struct lm_acts *a = lm_acts_new(lm, 1, T, true), *plain = lm_acts_new(lm, 1, T, false);
+    assert_int_equal(lm_embed(lm, a, tokens), 0);
+    assert_int_equal(lm_embed(lm, plain, tokens), 0);
+    float *x0 = malloc(n * sizeof *x0), *w = malloc(n * sizeof *w), *d = malloc(n * sizeof *d);
+    memcpy(x0, a->resid[0], n * sizeof *x0);
+    for (size_t i = 0; i < n; i++) w[i] = cosf((float)i * 0.7f);
+    double no_drop = weighted_out(lm, a, x0, w, n);
+    g->dropout = 0.3f;
+    g->dropout_seed = 12345;
+    double with_drop = weighted_out(lm, a, x0, w, n);
+    assert_true(fabs(with_drop - no_drop) > 1e-3);
+    assert_true(fabs(weighted_out(lm, plain, x0, w, n) - no_drop) < 1e-9); /* inference: off */
+    memcpy(d, w, n * sizeof *d);
+    weighted_out(lm, a, x0, w, n);
+    assert_int_equal(lm_blocks_backward(lm, a, 0, lm->cfg.n_layer, d, NULL, NULL), 0);
+    double dmax = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) dmax = fabs(d[i]) > dmax ? fabs(d[i]) : dmax;
+    float *xp = malloc(n * sizeof *xp);
+    for (size_t i = 0; i < n; i += 7) {
+        float h = 1e-2f;
+        memcpy(xp, x0, n * sizeof *xp);
+        xp[i] += h;
+        double up = weighted_out(lm, a, xp, w, n);
+        xp[i] -= 2 * h;
+        double down = weighted_out(lm, a, xp, w, n);
+        double fd = (up - down) / (2 * h), err = fabs(fd - d[i]);
+        worst = err > worst ? err : worst;
+    }
+    printf("  dropout backward vs finite differences: max err %.3g (max |grad| %.3g)\n", worst,
+           dmax);
+    assert_true(worst < 2e-2 * dmax);
+    free(xp);
+    free(x0);
+    free(w);
+    free(d);
+    lm_acts_free(a);
+    lm_acts_free(plain);
+    lm_free(lm);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_save_load_round_trip_is_bit_exact),
@@ -254,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_bad_tokens_and_lengths_are_errors),
         cmocka_unit_test(test_hook_names),
         cmocka_unit_test(test_pieces_compose),
+        cmocka_unit_test(test_dropout_backward_matches_finite_differences),
     };
     return cmocka_run_group_tests_name("gpt2 loading and pieces", tests, NULL, NULL);
 }
