@@ -258,7 +258,9 @@ static int load_file(FILE *fp, const char *path, struct llama *m, bool *shared) 
     m->params = xmalloc(n_param_floats(m, *shared) * sizeof(float));
     m->rope_cos = xmalloc(half * sizeof(float));
     m->rope_sin = xmalloc(half * sizeof(float));
-    if (!m->params || !m->rope_cos || !m->rope_sin) return err_prefix("%s", path);
+    if (!m->params || !m->rope_cos || !m->rope_sin)
+        return err_prefix("%s: weights (%zu floats) and RoPE tables", path,
+                          n_param_floats(m, *shared));
     point_weights(m, *shared);
     if (read_weights(fp, path, m, *shared) || check_weights(path, m)) return -1;
     build_rope(m);
