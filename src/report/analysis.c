@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "io/atomic.h"
+#include "extract/examples.h"
 #include "io/h5.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -85,7 +86,7 @@ static int dict_stats(const struct report_settings *s, const struct rep_sae *sae
                       struct rep_dict *d) {
     d->seed = report_derived_seed(s->seed, sae->name);
     d->n_sampled = -1;
-    if (file_exists(d->examples_path)) {
+    if (examples_is_complete(d->examples_path, NULL)) { /* unfinished: not there yet */
         int n = examples_count_features(d->examples_path);
         if (n < 0)
             log_warn("%s (sampled count taken from the score file)", err_msg());

@@ -66,7 +66,7 @@ static char *exp_path(const struct report_data *d, const char *kind, const char 
 }
 
 int report_sae_has_page(const struct report_data *d, int i) {
-    return d->dict[i].has_scores || file_exists(d->dict[i].examples_path);
+    return d->dict[i].has_scores || examples_is_complete(d->dict[i].examples_path, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ static int load_records(struct page *p, const char *kind, int which) {
 
 static int load_page(struct page *p) {
     const struct rep_dict *r = &p->d->dict[p->sae - p->d->sweep.saes];
-    if (file_exists(r->examples_path)) {
+    if (examples_is_complete(r->examples_path, NULL)) { /* an unfinished extract is missing */
         if (examples_load(r->examples_path, &p->ex) != 0) return -1;
         p->have_ex = true;
         p->n = p->ex.n_features;

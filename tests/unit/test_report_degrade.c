@@ -197,6 +197,43 @@ static void test_corrupt_score_line_names_file_and_line(void **state) {
     done(&c);
 }
 
+/* Metrics that were not measured (null in sweep.json) are shown as missing and
+ * never matched on; a sweep row with an unknown type is an error naming it. */
+static void test_null_metrics_and_bad_rows(void **state) {
+    (void)state;
+    struct ctx c = {0};
+    c.root = test_tmpdir("report-null");
+    char *saes = path_join(c.root, "exp/saes");
+    assert_int_equal(mkdir_p(saes), 0);
+    write_text(c.root, "exp/saes/sweep.json",
+               "{\"experiment\": \"exp\", \"saes\": ["
+               "{\"name\": \"a\", \"type\": \"local\", \"layer\": 3, \"lambda\": 1, \"seed\": 0,"
+               " \"l0\": null, \"alive\": 10, \"ce_increase\": 0.2},"
+               "{\"name\": \"b\", \"type\": \"e2e_ds\", \"layer\": 3, \"lambda\": 2, \"seed\": 0,"
+               " \"l0\": 12, \"alive\": 9, \"ce_increase\": 0.25}]}\n");
+    struct report_settings s;
+    report_settings_default(&s);
+    s.results_dir = c.root, s.experiment = "exp", s.resamples = 200;
+    assert_int_equal(report_run(&s, &c.out), 0);
+    c.report = path_join(c.root, "exp/report");
+    assert_int_equal(c.out.n_pairs, 1); /* on CE only */
+    char *md = slurp(&c, "report.md");
+    assert_non_null(strstr(md, "| a | local | 3 | 1 | n/a | 10 |"));
+    assert_non_null(strstr(md, "| 3 | CE increase | a | b | n/a | 12.0 |"));
+    char *csv = slurp(&c, "tables/sweep.csv");
+    assert_non_null(strstr(csv, "\"a\",\"local\",3,1,0,,10,"));
+    assert_true(exists(&c, "plots/pareto_L3.svg"));
+    free(md);
+    free(csv);
+    write_text(c.root, "exp/saes/sweep.json",
+               "{\"saes\": [{\"name\": \"a\", \"type\": \"topk\", \"layer\": 3}]}\n");
+    assert_int_equal(report_run(&s, &c.out), -1);
+    assert_non_null(strstr(
+        err_msg(), "sweep.json: saes[0] (a).type: expected local, e2e or e2e_ds, got 'topk'"));
+    free(saes);
+    done(&c);
+}
+
 static void test_cli_report(void **state) {
     (void)state;
     char *root = test_tmpdir("report-cli");
@@ -241,6 +278,7 @@ int main(void) {
         cmocka_unit_test(test_no_sweep_yet),
         cmocka_unit_test(test_geometry_without_sae_files),
         cmocka_unit_test(test_corrupt_score_line_names_file_and_line),
+        cmocka_unit_test(test_null_metrics_and_bad_rows),
         cmocka_unit_test(test_cli_report),
     };
     return cmocka_run_group_tests_name("report_degrade", tests, NULL, NULL);

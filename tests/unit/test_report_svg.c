@@ -166,6 +166,38 @@ static void test_empty_charts_say_no_data(void **state) {
     sbuf_free(&b);
 }
 
+/* The escapers every output format relies on. */
+static void test_escapers(void **state) {
+    (void)state;
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_json_str(&b, "a\"b\\c\n\t\x01</script>&\xC3\xA9\xFF");
+    assert_string_equal(sbuf_str(&b),
+                        "\"a\\\"b\\\\c\\n\\t\\u0001\\u003c/script\\u003e\\u0026\xC3\xA9\\ufffd\"");
+    sbuf_free(&b);
+    sbuf_init(&b);
+    sbuf_csv(&b, "say \"hi\", ok");
+    assert_string_equal(sbuf_str(&b), "\"say \"\"hi\"\", ok\"");
+    sbuf_free(&b);
+    sbuf_init(&b);
+    sbuf_md(&b, "a|b_c*<x>\nnext");
+    assert_string_equal(sbuf_str(&b), "a\\|b\\_c\\*&lt;x&gt; next");
+    sbuf_free(&b);
+    sbuf_init(&b);
+    /* overlong "/", a surrogate, a truncated sequence: one U+FFFD per bad byte */
+    sbuf_xml(&b, "\xC0\xAF|\xED\xA0\x80|\xE2\x82");
+    assert_string_equal(sbuf_str(&b),
+                        "\xEF\xBF\xBD\xEF\xBF\xBD|\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD|"
+                        "\xEF\xBF\xBD\xEF\xBF\xBD");
+    sbuf_free(&b);
+    sbuf_init(&b);
+    sbuf_num(&b, NAN, 3);
+    sbuf_add(&b, " ");
+    sbuf_num(&b, 0.12345, 3);
+    assert_string_equal(sbuf_str(&b), "n/a 0.123");
+    sbuf_free(&b);
+}
+
 int main(void) {
     h5_init();
     gsl_set_error_handler_off();
@@ -174,6 +206,7 @@ int main(void) {
         cmocka_unit_test(test_text_is_escaped),
         cmocka_unit_test(test_log_axes_when_values_span_decades),
         cmocka_unit_test(test_empty_charts_say_no_data),
+        cmocka_unit_test(test_escapers),
     };
     return cmocka_run_group_tests_name("report_svg", tests, NULL, NULL);
 }
