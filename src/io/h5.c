@@ -227,7 +227,20 @@ static hid_t attr_open(hid_t loc, const char *name) {
         return -1;
     }
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) err_set("attribute '%s': cannot open", name);
+    if (a < 0) {
+        err_set("attribute '%s': cannot open", name);
+        return -1;
+    }
+    /* Our attributes are single values: reading an array into one would make
+     * H5Aread write past it (a corrupt or foreign file). */
+    hid_t space = H5Aget_space(a);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (space >= 0) H5Sclose(space);
+    if (n != 1) {
+        H5Aclose(a);
+        err_set("attribute '%s': expected a single value, got %lld", name, (long long)n);
+        return -1;
+    }
     return a;
 }
 
