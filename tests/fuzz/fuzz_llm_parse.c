@@ -7,11 +7,18 @@
  * output and prompt-cut checks) and its logprob tokens are walked; every body
  * also goes through the error-message extractor and the /models parser, and
  * the one-line excerpt must stay within its bounds.
+ *
+ * A parsed reply is then decoded the way the interpretation stages decode it
+ * (src/interp/reply.h: the explanation, the simulator's JSON list and its
+ * logprob distributions, n = 1, 4, 7 or 10 values by bits 6-7): every value
+ * they return must be a number in 0..10. That code belongs to the interp
+ * area; a crash there is kept under tests/fixtures/fuzz/pending/llm_parse/.
  */
 #include "fuzz_common.h"
 
 #include <math.h>
 
+#include "interp/reply.h"
 #include "llm/parse.h"
 
 static void fuzz_llm_walk(const struct llm_response *r) {
@@ -28,6 +35,38 @@ static void fuzz_llm_walk(const struct llm_response *r) {
         for (int k = 0; k < t->n_top; k++)
             FUZZ_CHECK(t->top[k].token != NULL, "token %d alternative %d", i, k);
     }
+}
+
+static void fuzz_llm_values(int rc, const double *v, int n, const char *what) {
+    if (rc != 0) {
+        FUZZ_CHECK(err_msg()[0] != 0, "%s failed without a message", what);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        FUZZ_CHECK(v[i] >= 0 && v[i] <= 10, "%s: value %d is %g", what, i, v[i]);
+}
+
+/* The interpretation stages' decoding of a reply (src/interp/reply.c). */
+static void fuzz_llm_decode(const struct llm_response *r, unsigned mode) {
+    if (!r->content) return;
+    const char *cat = NULL;
+    char *expl = NULL;
+    err_clear();
+    if (reply_explanation(r->content, 200, &expl, &cat) == 0)
+        FUZZ_CHECK(expl && strlen(expl) <= 200, "explanation");
+    else
+        FUZZ_CHECK(err_msg()[0] && cat, "reply_explanation failed without a message");
+    free(expl);
+    int n = 1 + (int)((mode >> 6) & 3) * 3;
+    double v[10];
+    err_clear();
+    fuzz_llm_values(reply_sim_json(r, n, v, &cat), v, n, "reply_sim_json");
+    if (!(mode & 2)) return;
+    err_clear();
+    if (mode & 1)
+        fuzz_llm_values(reply_sim_echo_logprobs(r, n, v, &cat), v, n, "reply_sim_echo_logprobs");
+    else
+        fuzz_llm_values(reply_sim_chat_logprobs(r, n, v, &cat), v, n, "reply_sim_chat_logprobs");
 }
 
 int fuzz_llm_parse(const uint8_t *data, size_t size) {
@@ -56,6 +95,7 @@ int fuzz_llm_parse(const uint8_t *data, size_t size) {
         if (chk != LLM_OK) rc = fuzz_outcome(-1, "llm_check_reply");
         if (chk == LLM_OK && eff.format != LLM_FORMAT_TEXT)
             FUZZ_CHECK(r.json != NULL, "a JSON format passed without parsed JSON");
+        fuzz_llm_decode(&r, mode);
     } else {
         FUZZ_CHECK(st > LLM_OK && st < LLM_N_STATUS, "status %d", (int)st);
         rc = fuzz_outcome(-1, "llm_parse");

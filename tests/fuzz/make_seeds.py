@@ -159,6 +159,29 @@ def llm_parse_seeds():
         if "structured" in fn or "schema" in fn or "json" in fn:
             mode |= 8
         put("llm_parse", fn, bytes([mode]) + body)
+    d = "tests/fixtures/interp"
+    for fn in sorted(os.listdir(d)):
+        if not fn.endswith(".json"):
+            continue
+        body = open(os.path.join(d, fn), "rb").read()
+        mode = 4  # json_object
+        if "completions" in fn:
+            mode |= 1
+        if "logprobs" in fn or "echo" in fn:
+            mode |= 2
+        try:
+            ch = json.loads(body)["choices"][0]
+            content = ch.get("message", {}).get("content") or ch.get("text") or ""
+            acts = json.loads(content)
+            acts = acts["activations"] if isinstance(acts, dict) else acts
+            if len(acts) in (1, 4, 7, 10):
+                mode |= ((len(acts) - 1) // 3) << 6
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass
+        put("llm_parse", "interp_" + fn, bytes([mode]) + body)
+    put("llm_parse", "sim_json_four", bytes([4 | (1 << 6)]) + json.dumps({
+        "choices": [{"message": {"content": "{\"activations\": [0, 3, 10, 1.0]}"},
+                     "finish_reason": "stop"}]}).encode())
     put("llm_parse", "json_object_ok", bytes([4]) + json.dumps({
         "choices": [{"message": {"role": "assistant", "content": "{\"a\": [1, 2]}"},
                      "finish_reason": "stop"}],
