@@ -147,11 +147,15 @@ int h5_read(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *ex
         if (expect && expect[i] && expect[i] != dims[i])
             return err_set("dataset '%s': dimension %d is %llu, expected %llu", name, i,
                            (unsigned long long)dims[i], (unsigned long long)expect[i]);
-        numel *= dims[i];
+        if (__builtin_mul_overflow(numel, dims[i], &numel))
+            return err_set("dataset '%s': its shape's element count overflows 64 bits", name);
         if (dims_out) dims_out[i] = dims[i];
     }
-    size_t esize = H5Tget_size(type);
-    void *buf = xmalloc(numel * esize);
+    size_t esize = H5Tget_size(type), bytes;
+    if (__builtin_mul_overflow(numel, esize, &bytes))
+        return err_set("dataset '%s': %llu elements of %zu bytes overflow the address space", name,
+                       (unsigned long long)numel, esize);
+    void *buf = xmalloc(bytes);
     if (!buf) return err_prefix("dataset '%s'", name);
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
     if (numel > 0 && (ds < 0 || H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {

@@ -38,12 +38,20 @@ static void fuzz_h5_walk(hid_t f) {
         hsize_t dims[8];
         if (h5_shape(f, sets[i], 8, &nd, dims) != 0) continue;
         hsize_t numel = 1;
-        for (int k = 0; k < nd; k++)
-            numel = dims[k] && numel > FUZZ_H5_MAX_ELEMS / dims[k] ? FUZZ_H5_MAX_ELEMS + 1
-                                                                   : numel * dims[k];
-        if (numel > FUZZ_H5_MAX_ELEMS) continue;
+        int wraps = 0, zero = 0;
+        for (int k = 0; k < nd; k++) {
+            zero |= dims[k] == 0;
+            wraps |= __builtin_mul_overflow(numel, dims[k], &numel);
+        }
+        wraps |= __builtin_mul_overflow(numel, (hsize_t)8, &(hsize_t){0});
         void *all = NULL;
         hsize_t got[8];
+        if (wraps && !zero) { /* a shape whose size overflows must be refused */
+            FUZZ_CHECK(h5_read(f, sets[i], H5T_NATIVE_INT64, nd, NULL, got, &all) == -1,
+                       "h5_read accepted a shape whose byte size overflows");
+            continue;
+        }
+        if (numel > FUZZ_H5_MAX_ELEMS) continue; /* valid but too big to read here */
         if (h5_read(f, sets[i], H5T_NATIVE_INT64, nd, NULL, got, &all) == 0)
             FUZZ_CHECK(all != NULL || numel == 0, "h5_read gave no buffer");
         free(all);
