@@ -47,7 +47,8 @@ __attribute__((unused)) static void fuzz_cleanup_dir(void) {
     if (!fuzz_dir_buf[0]) return;
     static const char *const names[] = {"input.bin",    "input.st",  "input.h5",
                                         "input.jsonl",  "tok.bin",   "gpt2/encoder.json",
-                                        "gpt2/vocab.bpe", "gpt2",    NULL};
+                                        "gpt2/vocab.bpe", "gpt2",    "gpt2m/config.json",
+                                        "gpt2m/model.safetensors", "gpt2m", NULL};
     char p[600];
     for (int i = 0; names[i]; i++) {
         snprintf(p, sizeof p, "%s/%s", fuzz_dir_buf, names[i]);

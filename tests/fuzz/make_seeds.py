@@ -76,6 +76,36 @@ def llama_model_seeds():
     put("llama_model", "header_only.bin", struct.pack("<7i", 8, 16, 1, 2, 1, 12, 4))
 
 
+GPT2M_MARK = b"\n===model.safetensors===\n"
+
+
+def gpt2_model(C=8, L=1, H=2, V=11, T=5, drop=None, extra=None):
+    rng = np.random.default_rng(1)
+    cfg = {"model_type": "gpt2", "activation_function": "gelu_new", "n_layer": L, "n_head": H,
+           "n_embd": C, "n_positions": T, "vocab_size": V, "layer_norm_epsilon": 1e-5,
+           "n_inner": None}
+    shapes = {"wte.weight": [V, C], "wpe.weight": [T, C], "ln_f.weight": [C], "ln_f.bias": [C]}
+    for l in range(L):
+        p = "h.%d." % l
+        shapes.update({p + "ln_1.weight": [C], p + "ln_1.bias": [C],
+                       p + "attn.c_attn.weight": [C, 3 * C], p + "attn.c_attn.bias": [3 * C],
+                       p + "attn.c_proj.weight": [C, C], p + "attn.c_proj.bias": [C],
+                       p + "ln_2.weight": [C], p + "ln_2.bias": [C],
+                       p + "mlp.c_fc.weight": [C, 4 * C], p + "mlp.c_fc.bias": [4 * C],
+                       p + "mlp.c_proj.weight": [4 * C, C], p + "mlp.c_proj.bias": [C]})
+    if extra:
+        shapes.update(extra)
+    ts = [(k, "F32", (rng.standard_normal(v) * 0.1).astype(np.float32))
+          for k, v in shapes.items() if k != drop]
+    return json.dumps(cfg).encode() + GPT2M_MARK + safetensors(ts)
+
+
+def gpt2_model_seeds():
+    put("gpt2_model", "tiny.txt", gpt2_model())
+    put("gpt2_model", "two_layers.txt", gpt2_model(C=4, L=2, H=1, V=7, T=3))
+    put("gpt2_model", "missing_tensor.txt", gpt2_model(drop="h.0.ln_2.bias"))
+
+
 def llama2c_tok(extra):
     toks = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")]
     toks += [(0.0, b"<0x%02X>" % b) for b in range(256)]
@@ -237,6 +267,7 @@ def main():
     config_seeds()
     safetensors_seeds()
     llama_model_seeds()
+    gpt2_model_seeds()
     llama2c_tok_seeds()
     gpt2_bpe_seeds()
     tok_encode_seeds()

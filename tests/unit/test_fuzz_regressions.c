@@ -26,6 +26,7 @@
 #define FUZZ_NO_MAIN
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_gpt2_bpe.c"
+#include "../fuzz/fuzz_gpt2_model.c"
 #include "../fuzz/fuzz_h5.c"
 #include "../fuzz/fuzz_jsonl.c"
 #include "../fuzz/fuzz_llama2c_tok.c"
@@ -147,6 +148,7 @@ static void replay_harness(const char *name, fuzz_entry fn) {
 REPLAY_TEST(config)
 REPLAY_TEST(safetensors)
 REPLAY_TEST(llama_model)
+REPLAY_TEST(gpt2_model)
 REPLAY_TEST(llama2c_tok)
 REPLAY_TEST(gpt2_bpe)
 REPLAY_TEST(llm_parse)
@@ -194,6 +196,7 @@ int main(void) {
         cmocka_unit_test(test_replay_config),
         cmocka_unit_test(test_replay_safetensors),
         cmocka_unit_test(test_replay_llama_model),
+        cmocka_unit_test(test_replay_gpt2_model),
         cmocka_unit_test(test_replay_llama2c_tok),
         cmocka_unit_test(test_replay_gpt2_bpe),
         cmocka_unit_test(test_replay_tok_encode),
