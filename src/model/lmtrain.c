@@ -270,6 +270,7 @@ static double grad_norm(const float *g, size_t n) {
 }
 
 // AdamW on every tensor; decoupled weight decay on matrices only. t = step + 1.
+// Zeroes the gradients as it consumes them (one pass fewer per step).
 static void adamw(struct trainer *tr, double lr, float gscale, int64_t t) {
     const struct lmtrain_config *c = tr->cfg;
     struct gpt2 *g = gpt2_of(tr->lm);
@@ -283,6 +284,7 @@ static void adamw(struct trainer *tr, double lr, float gscale, int64_t t) {
         float *p = g->memory + off, *gr = tr->grads + off, *m = tr->m + off, *v = tr->v + off;
         for (size_t i = 0; i < g->sizes[k]; i++) {
             float gi = gr[i] * gscale;
+            gr[i] = 0.0f; /* ready for the next step's accumulation */
             m[i] = b1 * m[i] + (1.0f - b1) * gi;
             v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
             float mh = m[i] * c1, vh = v[i] * c2;
@@ -318,8 +320,7 @@ static int train_step(struct trainer *tr, double lr, double *loss) {
         memcpy(tr->x + (size_t)b * T, tr->tokens + off, (size_t)T * sizeof *tr->x);
         memcpy(tr->y + (size_t)b * T, tr->tokens + off + 1, (size_t)T * sizeof *tr->y);
     }
-    size_t n_params = gpt2_n_params(tr->lm);
-    memset(tr->grads, 0, n_params * sizeof *tr->grads);
+    size_t n_params = gpt2_n_params(tr->lm); /* tr->grads is zero here (adamw) */
     memset(tr->d_lnf, 0, (size_t)N * c->n_embd * sizeof *tr->d_lnf);
     struct gpt2 *g = gpt2_of(tr->lm);
     g->dropout = (float)c->dropout; /* for this step's forward and backward only */
