@@ -27,7 +27,9 @@
  * (CSC), so each direction is read once per batch however many rows use it.
  * When codes are dense (early training: half the features fire at
  * initialisation) the same quantities are computed with sgemm on dense chunks;
- * sae_codes_dense() says which path a batch takes. Both give the same maths.
+ * sae_use_dense() says which path a batch takes (by density above
+ * SAE_DENSE_THRESHOLD, unless sae_work.path forces one). Both give the same
+ * maths up to rounding.
  *
  * Determinism: the only parallelism is inside OpenBLAS, so results are
  * bit-identical for a given seed and BLAS thread count.

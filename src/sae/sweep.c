@@ -377,6 +377,28 @@ static int open_inputs(struct run_ctx *r, struct lm **lm, struct token_dataset *
     r->train = train;
     if (token_dataset_open(eval, s->eval_tokens) < 0) return -1;
     r->eval = eval;
+    // check what would otherwise only fail after hours of training
+    int ctx = (int)cfg_int(r->cfg, "data.context");
+    bool bos = cfg_bool(r->cfg, "data.prepend_bos");
+    const struct token_dataset *ds[2] = {train, eval};
+    for (int i = 0; i < 2; i++) {
+        if (ds[i]->vocab_size > (*lm)->cfg.vocab_size)
+            return err_set("%s: vocabulary of %lld ids does not fit the model's %d", ds[i]->path,
+                           (long long)ds[i]->vocab_size, (*lm)->cfg.vocab_size);
+        int b = bos && ds[i]->bos_id >= 0 ? (int)ds[i]->bos_id : -1;
+        if (sae_n_windows(ds[i], ctx, b) < 1)
+            return err_set("%s: %lld tokens do not fill one window of data.context = %d",
+                           ds[i]->path, (long long)ds[i]->n_tokens, ctx);
+    }
+    if (ctx > (*lm)->cfg.max_seq)
+        return err_set("data.context %d exceeds the model's context of %d tokens", ctx,
+                       (*lm)->cfg.max_seq);
+    for (int i = 0; i < cJSON_GetArraySize(cfg_node(r->cfg, "sae.layers")); i++) {
+        int l = cJSON_GetArrayItem(cfg_node(r->cfg, "sae.layers"), i)->valueint;
+        if (l >= (*lm)->cfg.n_layer)
+            return err_set("sae.layers: layer %d, but %s has blocks 0..%d", l, s->model_path,
+                           (*lm)->cfg.n_layer - 1);
+    }
     return 0;
 }
 

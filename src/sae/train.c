@@ -212,7 +212,7 @@ static int load_batch(struct trainer *t, int64_t micro) {
 typedef float v8f __attribute__((vector_size(32)));
 
 // ‖g‖: 8-lane float sums over blocks of 4096, accumulated in double (fixed order)
-static double grad_norm(const float *g, size_t n) {
+double sae_grad_norm(const float *g, size_t n) {
     double s = 0;
     size_t i = 0;
     while (i + 8 <= n) {
@@ -232,8 +232,8 @@ static double grad_norm(const float *g, size_t n) {
 /* torch.optim.Adam, one step (t = 1-based step count) with the gradient gscale·g.
  * One pass over the four buffers; it also zeroes g for the next step's
  * accumulation (cheaper than a separate memset of the whole gradient). */
-static void adam(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,
-                 float gscale) {
+void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,
+                   float gscale) {
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     double bc1 = 1 - pow(0.9, (double)t), bc2 = 1 - pow(0.999, (double)t);
     float step = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
@@ -283,10 +283,10 @@ static int train_step(struct trainer *t, struct sae_curve_row *row) {
         row->ds_mse += l.ds_mse * scale;
         row->l0 += l.l0 * scale;
     }
-    double norm = grad_norm(t->grad_mem, np);
+    double norm = sae_grad_norm(t->grad_mem, np);
     float clip = o->clip > 0 && norm > o->clip ? (float)(o->clip / (norm + 1e-6)) : 1.0f;
     double lr = sae_train_lr(o, t->step, t->n_steps);
-    adam(t->s->mem, t->grad_mem, t->m, t->v, np, lr, t->step + 1, clip);
+    sae_adam_step(t->s->mem, t->grad_mem, t->m, t->v, np, lr, t->step + 1, clip);
     sae_refresh_norms(t->s);
     row->step = t->step;
     row->tokens = (t->step + 1) * (int64_t)o->batch * o->context * o->grad_accum;

@@ -28,6 +28,7 @@
 
 #include <hdf5.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/lm.h"
@@ -76,6 +77,13 @@ double sae_train_lr(const struct sae_train_opts *o, int64_t step, int64_t n_step
 int sae_train(const struct sae_train_opts *o, const struct lm *lm,
               const struct token_dataset *data, struct sae *s, struct sae_curve *curve,
               bool *finished);
+
+/* The optimiser pieces of a step (exposed for benchmarks): the global norm of a
+ * gradient buffer, and one torch.optim.Adam step on p with gradient gscale·g
+ * (t = 1-based step) that also zeroes g for the next accumulation. */
+double sae_grad_norm(const float *g, size_t n);
+void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,
+                   float gscale);
 
 /* Windows of a token dataset: how many, and read window w (context tokens, with
  * BOS first when bos >= 0). Shared with evaluation. */

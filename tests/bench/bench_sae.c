@@ -100,37 +100,22 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0;
 }
 
-/* Same Adam as the trainer (torch.optim.Adam), for the model-free "sae" type. */
-static void adam(float *p, const float *g, float *m, float *v, size_t n, double lr, int t) {
-    double bc1 = 1 - pow(0.9, t), bc2 = sqrt(1 - pow(0.999, t));
-    float step = (float)(lr / bc1), b2s = (float)bc2;
-    for (size_t i = 0; i < n; i++) {
-        m[i] = 0.9f * m[i] + 0.1f * g[i];
-        v[i] = 0.999f * v[i] + 0.001f * g[i] * g[i];
-        p[i] -= step * m[i] / (sqrtf(v[i]) / b2s + 1e-8f);
-    }
-}
-
 static double sae_only(struct sae *s, const float *x, int N, int steps, double *l0) {
     struct sae_work w;
     struct sae_codes c = {0};
     if (sae_work_init(&w, s) < 0) die("work");
     size_t np = s->n_params;
-    float *gm = malloc(np * 4), *m = calloc(np, 4), *v = calloc(np, 4);
+    float *gm = calloc(np, 4), *m = calloc(np, 4), *v = calloc(np, 4);
     float *xhat = malloc((size_t)N * s->d_in * 4);
     struct sae_params g;
     sae_point_params(s, gm, &g);
     double t0 = 0;
     for (int it = 0; it <= steps; it++) {
         if (it == 1) t0 = now_seconds();
-        memset(gm, 0, np * 4);
-        struct sae_loss loss;
+        struct sae_loss loss; // the trainer's step, on given activations
         if (sae_local_loss(s, &w, &c, x, N, 4.0, xhat, 1.0f, &g, &loss) < 0) die("step");
-        double norm = 0;
-        for (size_t i = 0; i < np; i++) norm += (double)gm[i] * gm[i];
-        if (sqrt(norm) > 10)
-            for (size_t i = 0; i < np; i++) gm[i] *= (float)(10 / sqrt(norm));
-        adam(s->mem, gm, m, v, np, LR, it + 1);
+        double norm = sae_grad_norm(gm, np);
+        sae_adam_step(s->mem, gm, m, v, np, LR, it + 1, norm > 10 ? (float)(10 / (norm + 1e-6)) : 1);
         sae_refresh_norms(s);
         *l0 = loss.l0;
     }

@@ -328,21 +328,26 @@ static void test_checkpoint_of_another_run_is_not_resumed(void **state) {
 /* ---------------------------------------------------------------------------
  * The sweep (train stage).
  */
-static char *write_config(struct fixture *f, const char *exp, const char *local_lambdas) {
+static char *write_config_layers(struct fixture *f, const char *exp, const char *local_lambdas,
+                                 const char *layers) {
     char text[2048], name[64];
     snprintf(text, sizeof text,
              "{\"experiment\": \"%s\", \"results_dir\": \"%s/results\",\n"
              " \"model\": {\"path\": \"%s\"},\n"
              " \"data\": {\"train_tokens\": \"%s\", \"eval_tokens\": \"%s\", \"context\": 16},\n"
-             " \"sae\": {\"layers\": [1], \"types\": [\"local\", \"e2e_ds\"], \"ratio\": 4,\n"
+             " \"sae\": {\"layers\": %s, \"types\": [\"local\", \"e2e_ds\"], \"ratio\": 4,\n"
              "         \"local\": {\"lambdas\": %s}, \"e2e_ds\": {\"lambdas\": [2]},\n"
              "         \"seeds\": [0], \"train_tokens\": 640, \"batch\": 2, \"lr\": 0.005,\n"
              "         \"checkpoint_every\": 2, \"eval_tokens\": 256}}\n",
-             exp, f->dir, f->model_dir, f->tokens_path, f->eval_path, local_lambdas);
+             exp, f->dir, f->model_dir, f->tokens_path, f->eval_path, layers, local_lambdas);
     snprintf(name, sizeof name, "%s.json", exp);
     char *p = path_join(f->dir, name);
     write_file(p, text, strlen(text));
     return p;
+}
+
+static char *write_config(struct fixture *f, const char *exp, const char *local_lambdas) {
+    return write_config_layers(f, exp, local_lambdas, "[1]");
 }
 
 static struct sae_sweep_result sweep(const char *cfg_path, int64_t max_steps) {
@@ -478,6 +483,23 @@ static void test_interrupted_sweep_resumes_bit_identical(void **state) {
     free(b);
 }
 
+static void test_sweep_checks_inputs_before_training(void **state) {
+    struct fixture *f = *state;
+    char *cfg = write_config_layers(f, "bad", "[1]", "[1, 3]");
+    struct config c;
+    if (config_load(&c, cfg) < 0) fail_msg("%s", err_msg());
+    struct sae_sources src = {f->model_dir, f->tokens_path, f->eval_path};
+    struct sae_sweep_result r;
+    assert_int_equal(sae_sweep_run(&c, &src, 0, &r), -1);
+    assert_non_null(strstr(err_msg(), "sae.layers: layer 3"));
+    src.eval_tokens = "";
+    assert_int_equal(sae_sweep_run(&c, &src, 0, &r), -1);
+    assert_non_null(strstr(err_msg(), "data.eval_tokens"));
+    assert_int_equal(r.trained, 0);
+    config_free(&c);
+    free(cfg);
+}
+
 static void test_train_command_lists_the_plan(void **state) {
     struct fixture *f = *state;
     char *cfg = write_config(f, "cli", "[1, 30]");
@@ -569,6 +591,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_of_another_run_is_not_resumed),
         cmocka_unit_test(test_sweep_trains_every_sae_once_and_tabulates),
         cmocka_unit_test(test_interrupted_sweep_resumes_bit_identical),
+        cmocka_unit_test(test_sweep_checks_inputs_before_training),
         cmocka_unit_test(test_train_command_lists_the_plan),
         cmocka_unit_test(test_sae_eval_of_file_and_saelens_export_agree),
     };
