@@ -53,6 +53,7 @@ struct xfer {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     long long rate_id;
+    int sends; /* times libcurl sent this attempt (see on_prereq) */
 };
 
 struct llm_client {
@@ -188,6 +189,20 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
+/* libcurl calls this each time it is about to send the request. That is more
+ * than once per attempt when a reused connection dies before any reply: libcurl
+ * then resends on a fresh connection by itself (no option turns that off), and
+ * the server has received the request twice. Counting here keeps attempts,
+ * HTTP calls, retries and the request budget equal to what servers received. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    ((struct xfer *)ud)->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static int setup_easy(struct llm_client *c, struct xfer *x) {
     x->easy = curl_easy_init();
     if (!x->easy) return err_set("llm: curl_easy_init failed");
@@ -203,6 +218,8 @@ static int setup_easy(struct llm_client *c, struct xfer *x) {
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "autointerp-llm/1");
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
     return 0;
 }
 
@@ -546,6 +563,7 @@ static void send_job(struct batch *b, struct job *j, double now) {
     struct llm_client *c = b->c;
     struct xfer *x = free_slot(c);
     x->n = 0;
+    x->sends = 0;
     x->too_big = false;
     x->errbuf[0] = 0;
     if (x->buf) x->buf[0] = 0;
@@ -770,6 +788,15 @@ static void complete_attempt(struct batch *b, struct xfer *x, CURLcode rc) {
     x->headers = NULL;
     x->job = NULL;
     b->in_flight--;
+    if (x->sends > 1) { /* libcurl's own resends count as attempts (on_prereq) */
+        int resent = x->sends - 1;
+        log_debug("llm: request %d was resent %d time(s) by libcurl after a reused connection "
+                  "died", j->index, resent);
+        j->attempts += resent;
+        c->stats.http_calls += resent;
+        c->stats.retries += resent;
+        c->budget->requests += resent;
+    }
     double now = now_seconds();
     r->http_status = (int)http;
     r->latency_ms = (double)total_us / 1000.0;
