@@ -483,6 +483,13 @@ static cJSON *counts_json(const struct interp_counts *k) {
     return j;
 }
 
+/* How many of the stage's reasons are `name`. */
+static int reason_count(const struct interp_counts *k, const char *name) {
+    for (int i = 0; i < k->n_reasons; i++)
+        if (strcmp(k->reasons[i].name, name) == 0) return k->reasons[i].n;
+    return 0;
+}
+
 /* which: the stage; dir: its output folder; verb: for messages ("explained"). */
 static int stage_interp(struct ctx *c, enum interp_stage which, const char *dir, const char *verb,
                         cJSON *outputs) {
@@ -510,13 +517,16 @@ static int stage_interp(struct ctx *c, enum interp_stage which, const char *dir,
     if (rc == 0) {
         log_info("%s: %d ok, %d no score, %d failed, %d done before, %d pending", name, total.n_ok,
                  total.n_no_score, total.n_failed, total.n_done_before, total.n_pending);
-        if (total.n_pending > 0) {
+        /* a feature whose explanation failed has nothing to simulate: its failure
+         * is final (score records it against the explain stage), not work left */
+        int waiting = total.n_pending - reason_count(&total, "explanation_failed");
+        if (waiting > 0) {
             /* never sent (budget, deadline, a stopping API error): not complete, so
              * no stamp; the next run picks them up */
             c->stopped = true;
             rc = err_set("%d feature%s not %s: the run stopped early (budget, deadline or an "
                          "API error; see the log); rerun to continue",
-                         total.n_pending, total.n_pending == 1 ? "" : "s", verb);
+                         waiting, waiting == 1 ? "" : "s", verb);
         }
     }
     for (int i = 0; rc == 0 && i < n; i++) {
