@@ -12,9 +12,11 @@
 #include "sae/kl.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sae/parallel.h"
 #include "util/error.h"
 
 typedef float v8f __attribute__((vector_size(32)));
@@ -131,26 +133,46 @@ void kl_chunker_free(struct kl_chunker *k) {
     memset(k, 0, sizeof *k);
 }
 
+struct rows_ctx {
+    struct kl_chunker *k;
+    const int32_t *targets; /* of this chunk's rows, or NULL */
+    float scale;
+    bool grad;
+};
+
+static void rows_range(void *vctx, int thread, size_t r0, size_t r1) {
+    (void)thread;
+    const struct rows_ctx *c = vctx;
+    struct kl_chunker *k = c->k;
+    for (size_t r = r0; r < r1; r++) {
+        float *ls = k->ls + r * k->V;
+        int tg = c->targets ? c->targets[r] : -1;
+        k->row_kl[r] = kl_row(k->lo + r * k->V, ls, k->V, tg, c->scale, c->grad ? ls : NULL,
+                              &k->row_ce_o[r], &k->row_ce_s[r]);
+    }
+}
+
 int kl_compare(struct kl_chunker *k, const float *lnf_orig, const float *lnf_sae, int N,
                const int32_t *targets, float kl_scale, float *d_lnf, struct kl_totals *t) {
     const struct lm *lm = k->lm;
     int C = lm->cfg.d_model, V = k->V;
+    for (int i = 0; targets && i < N; i++)
+        if (targets[i] >= V)
+            return err_set("kl: target token %d of row %d outside vocab %d", targets[i], i, V);
     for (int r0 = 0; r0 < N; r0 += KL_CHUNK_ROWS) {
         int n = N - r0 < KL_CHUNK_ROWS ? N - r0 : KL_CHUNK_ROWS;
         const float *xo = lnf_orig + (size_t)r0 * C, *xs = lnf_sae + (size_t)r0 * C;
         if (lm_unembed(lm, xo, n, k->lo) < 0 || lm_unembed(lm, xs, n, k->ls) < 0)
             return err_prefix("kl: logits of rows %d..%d", r0, r0 + n - 1);
+        // rows in parallel, each into its own slot; summed below in row order
+        struct rows_ctx c = {k, targets ? targets + r0 : NULL, kl_scale, d_lnf != NULL};
+        sae_parallel_for((size_t)n, 8, rows_range, &c);
         for (int r = 0; r < n; r++) {
-            int tg = targets ? targets[r0 + r] : -1;
-            if (tg >= V) return err_set("kl: target token %d of row %d outside vocab %d", tg, r0 + r, V);
-            double ce_o = 0, ce_s = 0;
-            float *ls = k->ls + (size_t)r * V;
-            t->kl_sum += kl_row(k->lo + (size_t)r * V, ls, V, tg, kl_scale, d_lnf ? ls : NULL,
-                                &ce_o, &ce_s);
+            t->kl_sum += k->row_kl[r];
             t->n_rows++;
-            if (tg >= 0) {
-                t->ce_orig_sum += ce_o;
-                t->ce_sae_sum += ce_s;
+            if (targets && targets[r0 + r] >= 0) {
+                t->ce_orig_sum += k->row_ce_o[r];
+                t->ce_sae_sum += k->row_ce_s[r];
                 t->n_ce++;
             }
         }

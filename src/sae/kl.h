@@ -10,7 +10,9 @@
  *     KL_r      = Σ_v P_rv (log P_rv − log Q_rv)
  *     dKL_r/dz  = Q_r − P_r            (z = the SAE run's logits of row r)
  *
- * Softmaxes use a vectorised exp and fixed-order 8-lane sums (reproducible).
+ * Softmaxes use a vectorised exp and fixed-order 8-lane sums; rows of a chunk
+ * run in parallel (parallel.h) and are summed in row order, so the totals do not
+ * depend on the number of threads.
  */
 #ifndef AUTOINTERP_SAE_KL_H
 #define AUTOINTERP_SAE_KL_H
@@ -33,6 +35,7 @@ struct kl_chunker {
     const struct lm *lm;
     int V;
     float *lo, *ls; /* (KL_CHUNK_ROWS,V) logits of the original and the SAE run */
+    double row_kl[KL_CHUNK_ROWS], row_ce_o[KL_CHUNK_ROWS], row_ce_s[KL_CHUNK_ROWS];
 };
 
 int kl_chunker_init(struct kl_chunker *k, const struct lm *lm);

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #endif
 
+#include "sae/parallel.h"
 #include "util/error.h"
 
 /* ---------------------------------------------------------------------------
@@ -93,13 +94,17 @@ void sae_free(struct sae *s) {
     memset(s, 0, sizeof *s);
 }
 
-void sae_refresh_norms(struct sae *s) {
-    for (int j = 0; j < s->d_sae; j++) {
-        const float *w = s->p.W_dec + (size_t)j * s->d_in;
+static void norms_range(void *ctx, int thread, size_t j0, size_t j1) {
+    (void)thread;
+    struct sae *s = ctx;
+    for (size_t j = j0; j < j1; j++) {
+        const float *w = s->p.W_dec + j * s->d_in;
         double n = sqrt((double)vdot(w, w, s->d_in));
         s->inv_norm[j] = n > 0 ? (float)(1.0 / n) : 0.0f;
     }
 }
+
+void sae_refresh_norms(struct sae *s) { sae_parallel_for((size_t)s->d_sae, 1024, norms_range, s); }
 
 void sae_normalised_decoder(const struct sae *s, float *D) {
     for (int j = 0; j < s->d_sae; j++) {
@@ -214,7 +219,7 @@ int sae_work_init(struct sae_work *w, const struct sae *s) {
     size_t n = (size_t)SAE_CHUNK * s->d_sae;
     w->chunk = xmalloc(n * sizeof(float));
     w->chunk2 = xmalloc(n * sizeof(float));
-    w->vec = xmalloc(2 * (size_t)s->d_in * sizeof(float));
+    w->vec = xmalloc(2 * (size_t)s->d_in * SAE_MAX_THREADS * sizeof(float));
     if (!w->chunk || !w->chunk2 || !w->vec) {
         sae_work_free(w);
         return err_prefix("sae work buffers");
@@ -381,6 +386,26 @@ static void dense_rows(const struct sae_codes *c, int r0, int R, const float *sc
     }
 }
 
+struct decode_ctx {
+    const struct sae *s;
+    const struct sae_codes *c;
+    float *xhat;
+};
+
+// rows [r0, r1) of x̂ += Σ_active c_j/‖w_j‖ w_j (x̂ already holds b_dec)
+static void decode_rows(void *vctx, int thread, size_t r0, size_t r1) {
+    (void)thread;
+    struct decode_ctx *x = vctx;
+    int din = x->s->d_in;
+    for (size_t r = r0; r < r1; r++) {
+        float *o = x->xhat + r * din;
+        for (int64_t i = x->c->row_ptr[r]; i < x->c->row_ptr[r + 1]; i++) {
+            int j = x->c->col[i];
+            vaxpy(o, x->c->val[i] * x->s->inv_norm[j], x->s->p.W_dec + (size_t)j * din, din);
+        }
+    }
+}
+
 int sae_decode(const struct sae *s, struct sae_work *w, const struct sae_codes *c, float *xhat) {
     int din = s->d_in, dsae = s->d_sae, N = c->n_rows;
     for (int r = 0; r < N; r++) memcpy(xhat + (size_t)r * din, s->p.b_dec, din * sizeof *xhat);
@@ -393,13 +418,8 @@ int sae_decode(const struct sae *s, struct sae_work *w, const struct sae_codes *
         }
         return 0;
     }
-    for (int r = 0; r < N; r++) {
-        float *o = xhat + (size_t)r * din;
-        for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++) {
-            int j = c->col[i];
-            vaxpy(o, c->val[i] * s->inv_norm[j], s->p.W_dec + (size_t)j * din, din);
-        }
-    }
+    struct decode_ctx ctx = {s, c, xhat};
+    sae_parallel_for((size_t)N, 64, decode_rows, &ctx);
     return 0;
 }
 
@@ -412,36 +432,82 @@ static void project_direction(float *grad_w, const float *w, float inv, const fl
     for (int i = 0; i < n; i++) grad_w[i] += inv * g[i] - wg * w[i] * inv;
 }
 
+struct backward_ctx {
+    const struct sae *s;
+    struct sae_work *w;
+    const float *x, *dxhat;
+    const struct sae_codes *c;
+    float l1;
+    const struct sae_params *g;
+};
+
+// One active feature j: dc = D_j·dx̂ + l1 per entry, dW_enc[j] += dpre x, db_enc[j],
+// and dW_dec[j] through the normalisation from g_j = Σ c dx̂. D, gd: d_in scratch.
+static void backward_feature(const struct backward_ctx *b, int j, float *D, float *gd) {
+    const struct sae *s = b->s;
+    const struct sae_codes *c = b->c;
+    int din = s->d_in;
+    const float *wj = s->p.W_dec + (size_t)j * din;
+    float inv = s->inv_norm[j];
+    float *dWe = b->g->W_enc + (size_t)j * din;
+    if (b->dxhat) {
+        for (int i = 0; i < din; i++) D[i] = wj[i] * inv;
+        memset(gd, 0, din * sizeof *gd);
+    }
+    float db = 0;
+    for (int64_t e = c->feat_ptr[j]; e < c->feat_ptr[j + 1]; e++) {
+        const float *xr = b->x + (size_t)c->row[e] * din;
+        float dpre = b->l1;
+        if (b->dxhat) {
+            const float *dr = b->dxhat + (size_t)c->row[e] * din;
+            dpre += vdot(D, dr, din);       // dc = D_j · dx̂
+            vaxpy(gd, c->fval[e], dr, din); // g_j += c dx̂
+        }
+        db += dpre;
+        vaxpy(dWe, dpre, xr, din); // dW_enc[j] += dpre x
+    }
+    b->g->b_enc[j] += db;
+    if (b->dxhat) project_direction(b->g->W_dec + (size_t)j * din, wj, inv, gd, din);
+}
+
+/* Work is split by entries, not features, for balance: a thread takes the
+ * features whose first entry lies in its range [e0, e1). */
+static void backward_range(void *vctx, int thread, size_t e0, size_t e1) {
+    const struct backward_ctx *b = vctx;
+    const int64_t *fp = b->c->feat_ptr;
+    int din = b->s->d_in, lo = 0, hi = b->s->d_sae;
+    while (lo < hi) { // first feature with fp[j] >= e0
+        int mid = (lo + hi) / 2;
+        if (fp[mid] < (int64_t)e0) lo = mid + 1;
+        else hi = mid;
+    }
+    float *D = b->w->vec + (size_t)thread * 2 * din, *gd = D + din;
+    for (int j = lo; j < b->s->d_sae && fp[j] < (int64_t)e1; j++)
+        if (fp[j + 1] > fp[j]) backward_feature(b, j, D, gd);
+}
+
 static void backward_sparse(const struct sae *s, struct sae_work *w, const float *x,
                             struct sae_codes *c, const float *dxhat, float l1,
                             const struct sae_params *g) {
-    int din = s->d_in;
-    float *D = w->vec, *gd = w->vec + din;
-    for (int j = 0; j < s->d_sae; j++) {
-        int64_t e0 = c->feat_ptr[j], e1 = c->feat_ptr[j + 1];
-        if (e0 == e1) continue;
-        const float *wj = s->p.W_dec + (size_t)j * din;
-        float inv = s->inv_norm[j];
-        float *dWe = g->W_enc + (size_t)j * din;
-        if (dxhat) {
-            for (int i = 0; i < din; i++) D[i] = wj[i] * inv;
-            memset(gd, 0, din * sizeof *gd);
-        }
-        float db = 0;
-        for (int64_t e = e0; e < e1; e++) {
-            const float *xr = x + (size_t)c->row[e] * din;
-            float dpre = l1;
-            if (dxhat) {
-                const float *dr = dxhat + (size_t)c->row[e] * din;
-                dpre += vdot(D, dr, din);   // dc = D_j · dx̂
-                vaxpy(gd, c->fval[e], dr, din); // g_j += c dx̂
-            }
-            db += dpre;
-            vaxpy(dWe, dpre, xr, din); // dW_enc[j] += dpre x
-        }
-        g->b_enc[j] += db;
-        if (dxhat) project_direction(g->W_dec + (size_t)j * din, wj, inv, gd, din);
-    }
+    struct backward_ctx b = {s, w, x, dxhat, c, l1, g};
+    sae_parallel_for((size_t)c->nnz, 256, backward_range, &b);
+}
+
+struct project_ctx {
+    const struct sae *s;
+    const struct sae_work *w;
+    const struct sae_codes *c;
+    const struct sae_params *g;
+};
+
+static void project_range(void *vctx, int thread, size_t j0, size_t j1) {
+    (void)thread;
+    const struct project_ctx *p = vctx;
+    int din = p->s->d_in;
+    for (size_t j = j0; j < j1; j++)
+        if (p->c->feat_ptr[j + 1] > p->c->feat_ptr[j])
+            project_direction(p->g->W_dec + j * din, p->s->p.W_dec + j * din, p->s->inv_norm[j],
+                              p->w->gdir + j * din, din);
 }
 
 static int backward_dense(const struct sae *s, struct sae_work *w, const float *x,
@@ -481,11 +547,10 @@ static int backward_dense(const struct sae *s, struct sae_work *w, const float *
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dsae, din, R, 1.0f, w->chunk2, dsae,
                     dr, din, 1.0f, w->gdir, din);
     }
-    if (dxhat)
-        for (int j = 0; j < dsae; j++)
-            if (c->feat_ptr[j + 1] > c->feat_ptr[j])
-                project_direction(g->W_dec + (size_t)j * din, s->p.W_dec + (size_t)j * din,
-                                  s->inv_norm[j], w->gdir + (size_t)j * din, din);
+    if (dxhat) {
+        struct project_ctx p = {s, w, c, g};
+        sae_parallel_for((size_t)dsae, 1024, project_range, &p);
+    }
     return 0;
 }
 

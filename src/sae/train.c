@@ -22,6 +22,7 @@
 
 #include "io/atomic.h"
 #include "io/h5.h"
+#include "sae/parallel.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -211,33 +212,59 @@ static int load_batch(struct trainer *t, int64_t micro) {
 
 typedef float v8f __attribute__((vector_size(32)));
 
-// ‖g‖: 8-lane float sums over blocks of 4096, accumulated in double (fixed order)
-double sae_grad_norm(const float *g, size_t n) {
-    double s = 0;
-    size_t i = 0;
-    while (i + 8 <= n) {
+// ‖g‖: 8-lane float sums over blocks of NORM_BLOCK, each block's sum in double, the
+// block sums added in order: the same result for any number of threads.
+#define NORM_BLOCK 4096
+
+struct norm_ctx {
+    const float *g;
+    size_t n;
+    double *block;
+};
+
+static void norm_blocks(void *vctx, int thread, size_t b0, size_t b1) {
+    (void)thread;
+    struct norm_ctx *c = vctx;
+    for (size_t b = b0; b < b1; b++) {
+        size_t i = b * NORM_BLOCK, end = i + NORM_BLOCK < c->n ? i + NORM_BLOCK : c->n;
         v8f acc = {0};
-        size_t end = i + 4096 <= n ? i + 4096 : n - (n - i) % 8;
-        for (; i < end; i += 8) {
+        for (; i + 8 <= end; i += 8) {
             v8f x;
-            memcpy(&x, g + i, sizeof x);
+            memcpy(&x, c->g + i, sizeof x);
             acc += x * x;
         }
+        double s = 0;
         for (int k = 0; k < 8; k++) s += acc[k];
+        for (; i < end; i++) s += (double)c->g[i] * c->g[i];
+        c->block[b] = s;
     }
-    for (; i < n; i++) s += (double)g[i] * g[i];
+}
+
+double sae_grad_norm(const float *g, size_t n) {
+    size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
+    struct norm_ctx c = {g, n, xmalloc((nb ? nb : 1) * sizeof(double))};
+    if (!c.block) return NAN; // error set by xmalloc
+    sae_parallel_for(nb, 64, norm_blocks, &c);
+    double s = 0;
+    for (size_t b = 0; b < nb; b++) s += c.block[b];
+    free(c.block);
     return sqrt(s);
 }
 
 /* torch.optim.Adam, one step (t = 1-based step count) with the gradient gscale·g.
  * One pass over the four buffers; it also zeroes g for the next step's
  * accumulation (cheaper than a separate memset of the whole gradient). */
-void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,
-                   float gscale) {
+struct adam_ctx {
+    float *p, *g, *m, *v;
+    float step, bc2s, gscale;
+};
+
+static void adam_range(void *vctx, int thread, size_t i, size_t n) {
+    (void)thread;
+    const struct adam_ctx *c = vctx;
+    float *p = c->p, *g = c->g, *m = c->m, *v = c->v;
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    double bc1 = 1 - pow(0.9, (double)t), bc2 = 1 - pow(0.999, (double)t);
-    float step = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
-    size_t i = 0;
+    float step = c->step, bc2s = c->bc2s, gscale = c->gscale;
 #ifdef __AVX__ // the same arithmetic 8 lanes at a time (sqrtf alone does not vectorise)
     __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2), va1 = _mm256_set1_ps(1 - b1),
            va2 = _mm256_set1_ps(1 - b2), vstep = _mm256_set1_ps(step),
@@ -265,6 +292,13 @@ void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, 
     }
 }
 
+void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,
+                   float gscale) {
+    double bc1 = 1 - pow(0.9, (double)t), bc2 = 1 - pow(0.999, (double)t);
+    struct adam_ctx c = {p, g, m, v, (float)(lr / bc1), (float)sqrt(bc2), gscale};
+    sae_parallel_for(n, 1 << 16, adam_range, &c); // elementwise: any split, same result
+}
+
 static int train_step(struct trainer *t, struct sae_curve_row *row) {
     const struct sae_train_opts *o = t->o;
     size_t np = t->s->n_params; // grad_mem is zero here: calloc'd, then zeroed by adam()
@@ -284,6 +318,7 @@ static int train_step(struct trainer *t, struct sae_curve_row *row) {
         row->l0 += l.l0 * scale;
     }
     double norm = sae_grad_norm(t->grad_mem, np);
+    if (!isfinite(norm)) return err_prefix("gradient norm is %g", norm);
     float clip = o->clip > 0 && norm > o->clip ? (float)(o->clip / (norm + 1e-6)) : 1.0f;
     double lr = sae_train_lr(o, t->step, t->n_steps);
     sae_adam_step(t->s->mem, t->grad_mem, t->m, t->v, np, lr, t->step + 1, clip);

@@ -79,7 +79,7 @@ int sae_train(const struct sae_train_opts *o, const struct lm *lm,
               bool *finished);
 
 /* The optimiser pieces of a step (exposed for benchmarks): the global norm of a
- * gradient buffer, and one torch.optim.Adam step on p with gradient gscale·g
+ * gradient buffer (NAN when out of memory, error set), and one torch.optim.Adam step on p with gradient gscale·g
  * (t = 1-based step) that also zeroes g for the next accumulation. */
 double sae_grad_norm(const float *g, size_t n);
 void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, int64_t t,

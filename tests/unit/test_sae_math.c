@@ -5,6 +5,7 @@
  * kernel against a plain double computation. */
 #include "testutil.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "sae/objective.h"
 #include "sae/sae.h"
 #include "sae/sae_io.h"
+#include "sae/train.h"
 #include "util/error.h"
 
 #define REF "/usr/bin/python3 tests/ref/sae_ref.py"
@@ -263,11 +265,66 @@ static void test_kl_row_matches_double_softmax(void **state) {
     free(wd);
 }
 
+/* The threaded loops (sparse backward, decoder, Adam, gradient norm) give the same
+ * bits with 1 thread as with 3. */
+static void test_threaded_loops_do_not_depend_on_thread_count(void **state) {
+    (void)state;
+    int din = 40, dsae = 3000, N = 500;
+    struct sae s;
+    assert_int_equal(sae_new(&s, din, dsae), 0);
+    assert_int_equal(sae_init(&s, 4), 0);
+    for (int j = 0; j < dsae; j++) s.p.b_enc[j] -= 1.6f; // sparse codes
+    float *x = malloc((size_t)N * din * sizeof *x), *dx = malloc((size_t)N * din * sizeof *dx);
+    for (int i = 0; i < N * din; i++) x[i] = sinf(0.3f * i) * 1.7f, dx[i] = cosf(0.7f * i);
+    struct sae_work w;
+    struct sae_codes c = {0};
+    assert_int_equal(sae_work_init(&w, &s), 0);
+    assert_int_equal(sae_encode(&s, &w, x, N, &c), 0);
+    assert_false(sae_codes_dense(&c));
+    assert_true(c.nnz > 1000);
+    float *g[2], *xh[2], *p[2], *m[2], *v[2];
+    double norm[2];
+    int threads[2] = {1, 3};
+    for (int k = 0; k < 2; k++) {
+        openblas_set_num_threads(threads[k]);
+        g[k] = calloc(s.n_params, sizeof(float));
+        xh[k] = malloc((size_t)N * din * sizeof(float));
+        p[k] = malloc(s.n_params * sizeof(float));
+        m[k] = calloc(s.n_params, sizeof(float));
+        v[k] = calloc(s.n_params, sizeof(float));
+        struct sae_params gp;
+        sae_point_params(&s, g[k], &gp);
+        assert_int_equal(sae_decode(&s, &w, &c, xh[k]), 0);
+        assert_int_equal(sae_backward(&s, &w, x, &c, dx, 1e-3f, &gp), 0);
+        norm[k] = sae_grad_norm(g[k], s.n_params);
+        memcpy(p[k], s.mem, s.n_params * sizeof(float));
+        sae_adam_step(p[k], g[k], m[k], v[k], s.n_params, 1e-3, 1, 0.5f);
+    }
+    assert_memory_equal(xh[0], xh[1], (size_t)N * din * sizeof(float));
+    assert_true(norm[0] == norm[1] && norm[0] > 0);
+    assert_memory_equal(p[0], p[1], s.n_params * sizeof(float));
+    assert_memory_equal(m[0], m[1], s.n_params * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        free(g[k]);
+        free(xh[k]);
+        free(p[k]);
+        free(m[k]);
+        free(v[k]);
+    }
+    openblas_set_num_threads(2);
+    free(x);
+    free(dx);
+    sae_codes_free(&c);
+    sae_work_free(&w);
+    sae_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_orthonormal_decoder_and_uniform_encoder),
         cmocka_unit_test(test_codes_by_feature_is_the_transpose),
         cmocka_unit_test(test_kl_row_matches_double_softmax),
+        cmocka_unit_test(test_threaded_loops_do_not_depend_on_thread_count),
         cmocka_unit_test(test_local_dense_codes_match_torch),
         cmocka_unit_test(test_local_sparse_codes_match_torch),
     };
