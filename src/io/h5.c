@@ -135,6 +135,31 @@ int h5_shape(hid_t loc, const char *name, int max_dims, int *ndim, hsize_t *dims
     return rc;
 }
 
+/* A shape is only a claim: a few kilobytes of file can declare a chunked dataset
+ * of 2^34 elements whose chunks were never written (HDF5 then reads fill
+ * values), and reading it whole would allocate and touch all of that. Every
+ * writer here writes each element and none compresses, so a numeric dataset
+ * must store at least the bytes its shape implies; a compressed one (another
+ * tool's) may store less, but not beyond deflate's ratio of about 1000:1. */
+static int check_stored(hid_t ds, const char *name, hsize_t numel) {
+    hid_t ft = H5Dget_type(ds);
+    if (ft < 0) return err_set("dataset '%s': cannot read its type", name);
+    H5T_class_t cls = H5Tget_class(ft);
+    size_t fsize = H5Tget_size(ft);
+    H5Tclose(ft);
+    if (cls != H5T_INTEGER && cls != H5T_FLOAT) return 0;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int n_filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    double need = (double)numel * (double)fsize / (n_filters > 0 ? 1100.0 : 1.0);
+    hsize_t stored = H5Dget_storage_size(ds);
+    if ((double)stored < need)
+        return err_set("dataset '%s': its shape holds %llu elements but the file stores only %llu "
+                       "bytes of them (truncated or corrupt file?)",
+                       name, (unsigned long long)numel, (unsigned long long)stored);
+    return 0;
+}
+
 int h5_read(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *expect,
             hsize_t *dims_out, void **out) {
     *out = NULL;
@@ -155,15 +180,23 @@ int h5_read(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *ex
     if (__builtin_mul_overflow(numel, esize, &bytes))
         return err_set("dataset '%s': %llu elements of %zu bytes overflow the address space", name,
                        (unsigned long long)numel, esize);
-    void *buf = xmalloc(bytes);
-    if (!buf) return err_prefix("dataset '%s'", name);
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (numel > 0 && (ds < 0 || H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
-        if (ds >= 0) H5Dclose(ds);
+    if (ds < 0) return err_set("'%s' is not a readable dataset", name);
+    if (check_stored(ds, name, numel) != 0) {
+        H5Dclose(ds);
+        return -1;
+    }
+    void *buf = xmalloc(bytes);
+    if (!buf) {
+        H5Dclose(ds);
+        return err_prefix("dataset '%s'", name);
+    }
+    if (numel > 0 && H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        H5Dclose(ds);
         free(buf);
         return err_set("dataset '%s': read failed (truncated or corrupt file?)", name);
     }
-    if (ds >= 0) H5Dclose(ds);
+    H5Dclose(ds);
     *out = buf;
     return 0;
 }

@@ -55,6 +55,13 @@
 #define UNDER_ASAN 0
 #endif
 
+/* Under ASan a huge malloc returns NULL, as it does in a normal build, instead
+ * of aborting: the out-of-memory paths are what these tests look at. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+
 /* ------------------------------------------------------------ child runs */
 
 static int child_fd = -1;
@@ -489,6 +496,46 @@ static void test_sae_absurd_sizes(void **state) {
     free(dir);
 }
 
+/* A chunked dataset declared with `dims` whose chunks are never written: a
+ * file of a few kilobytes claiming any size. */
+static void write_unwritten_dataset(const char *path, int nd, const hsize_t *dims) {
+    hid_t f = h5_create(path);
+    assert_true(f >= 0);
+    hsize_t chunk[2] = {1, 1};
+    hid_t sp = H5Screate_simple(nd, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, nd, chunk);
+    hid_t ds = H5Dcreate2(f, "x", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    h5_close(f);
+}
+
+static void test_hdf5_shape_claims(void **state) {
+    (void)state;
+    char *dir = test_tmpdir("limits-h5");
+    char *path = path_join(dir, "claims.h5");
+    hsize_t gig[1] = {(hsize_t)1 << 28}; /* 1 GiB of floats, none stored */
+    write_unwritten_dataset(path, 1, gig);
+    hid_t f = h5_open_ro(path);
+    void *out = NULL;
+    assert_int_equal(h5_read(f, "x", H5T_NATIVE_FLOAT, 1, NULL, NULL, &out), -1);
+    assert_null(out);
+    assert_non_null(strstr(err_msg(), "holds 268435456 elements but the file stores only 0 bytes"));
+    h5_close(f);
+    hsize_t wrap[2] = {((hsize_t)1 << 62) + 1, 4}; /* 2^64 + 4 elements */
+    write_unwritten_dataset(path, 2, wrap);
+    f = h5_open_ro(path);
+    assert_int_equal(h5_read(f, "x", H5T_NATIVE_FLOAT, 2, NULL, NULL, &out), -1);
+    assert_non_null(strstr(err_msg(), "overflows"));
+    h5_close(f);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_config_value_out_of_range(void **state) {
     (void)state;
     struct config cfg;
@@ -666,6 +713,7 @@ int main(void) {
         cmocka_unit_test(test_llama_header_absurd_sizes),
         cmocka_unit_test(test_tokenizer_absurd_sizes),
         cmocka_unit_test(test_sae_absurd_sizes),
+        cmocka_unit_test(test_hdf5_shape_claims),
         cmocka_unit_test(test_config_value_out_of_range),
         cmocka_unit_test(test_context_longer_than_the_model),
         cmocka_unit_test(test_token_ids_outside_the_vocabulary),
