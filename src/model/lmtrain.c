@@ -39,8 +39,8 @@ void lmtrain_defaults(struct lmtrain_config *c) {
     c->context = 128;
     c->batch = 16;
     c->steps = 1000;
-    c->lr = 1e-3;
-    c->warmup = 50;
+    c->lr = 3e-3;
+    c->warmup = 30;
     c->min_lr_frac = 0.1;
     c->weight_decay = 0.1;
     c->beta1 = 0.9;
