@@ -22,6 +22,12 @@ LDLIBS   += $(PKG_LIBS)
 LDFLAGS  += $(SAN)
 
 BUILD    ?= build
+# Quiet by default ("CC src/x.c"); `make V=1` prints whole command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/main.c' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -38,7 +44,8 @@ all: $(BIN)
 
 $(BIN): $(BUILD)/src/main.o $(BUILD)/libautointerp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "LINK $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Only main.o carries the commit id, and it is rebuilt when the commit changes.
 $(BUILD)/src/main.o: CFLAGS += -DAUTOINTERP_COMMIT='"$(GIT_COMMIT)"'
@@ -50,19 +57,23 @@ FORCE:
 
 $(BUILD)/libautointerp.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "AR   $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo "CC   $<"
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libautointerp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libautointerp.a $(LDLIBS) -lcmocka
+	@echo "TEST $@"
+	$(Q)$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libautointerp.a $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libautointerp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libautointerp.a $(LDLIBS)
+	@echo "BENCH $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libautointerp.a $(LDLIBS)
 
 # `make test` builds everything and runs every test binary and script; the runner
 # prints the closing "N passed, N failed, N skipped" line that CI reads.
@@ -80,6 +91,11 @@ demo: $(BIN)
 asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/autointerp OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# Coverage-guided fuzzing of every input parser (clang's libFuzzer), each for
+# FUZZ_SECONDS (default 60); new crashes are kept under tests/fixtures/fuzz/.
+fuzz:
+	bash scripts/fuzz.sh
 
 format:
 	clang-format -i $$(find src tests -name '*.c' -o -name '*.h' | grep -v node_modules)
