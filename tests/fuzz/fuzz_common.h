@@ -31,24 +31,32 @@
 
 /* Abort with a message: a harness found an invariant broken (libFuzzer and the
  * regression test both report the abort as a crash). */
-#define FUZZ_CHECK(cond, ...)                                                                  \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz invariant broken at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-            abort();                                                                           \
-        }                                                                                      \
+#define FUZZ_CHECK(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz invariant broken at %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static char fuzz_dir_buf[512];
 
 __attribute__((unused)) static void fuzz_cleanup_dir(void) {
     if (!fuzz_dir_buf[0]) return;
-    static const char *const names[] = {"input.bin",    "input.st",  "input.h5",
-                                        "input.jsonl",  "tok.bin",   "gpt2/encoder.json",
-                                        "gpt2/vocab.bpe", "gpt2",    "gpt2m/config.json",
-                                        "gpt2m/model.safetensors", "gpt2m", NULL};
+    static const char *const names[] = {"input.bin",
+                                        "input.st",
+                                        "input.h5",
+                                        "input.jsonl",
+                                        "tok.bin",
+                                        "gpt2/encoder.json",
+                                        "gpt2/vocab.bpe",
+                                        "gpt2",
+                                        "gpt2m/config.json",
+                                        "gpt2m/model.safetensors",
+                                        "gpt2m",
+                                        NULL};
     char p[600];
     for (int i = 0; names[i]; i++) {
         snprintf(p, sizeof p, "%s/%s", fuzz_dir_buf, names[i]);
@@ -81,7 +89,8 @@ __attribute__((unused)) static const char *fuzz_path(const char *name) {
 }
 
 /* Write data to <scratch>/<name> (replacing it); returns the path. */
-__attribute__((unused)) static const char *fuzz_write(const char *name, const void *data, size_t n) {
+__attribute__((unused)) static const char *fuzz_write(const char *name, const void *data,
+                                                      size_t n) {
     const char *p = fuzz_path(name);
     FILE *f = fopen(p, "wb");
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {

@@ -14,7 +14,8 @@
 
 #define FUZZ_GPT2_MARKER "\n===vocab.bpe===\n"
 
-static const char fuzz_gpt2_text[] = "Hello world, it's 2024!\n\n  \xc3\xa9t\xc3\xa9 <|endoftext|>x y";
+static const char fuzz_gpt2_text[] =
+    "Hello world, it's 2024!\n\n  \xc3\xa9t\xc3\xa9 <|endoftext|>x y";
 
 int fuzz_gpt2_bpe(const uint8_t *data, size_t size) {
     err_clear();

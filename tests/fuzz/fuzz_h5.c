@@ -19,8 +19,8 @@
 
 static void fuzz_h5_walk(hid_t f) {
     static const char *const str_attrs[] = {"format", "tokenizer", "sources", NULL};
-    static const char *const num_attrs[] = {"format_version", "vocab_size", "eot_id",
-                                            "bos_id",         "n_tokens",   "n_documents", NULL};
+    static const char *const num_attrs[] = {"format_version", "vocab_size",  "eot_id", "bos_id",
+                                            "n_tokens",       "n_documents", NULL};
     for (int i = 0; str_attrs[i]; i++) {
         char *s = NULL;
         if (h5_get_attr_str(f, str_attrs[i], &s) == 0) FUZZ_CHECK(s != NULL, "string attr");

@@ -36,7 +36,8 @@ int fuzz_llama2c_tok(const uint8_t *data, size_t size) {
     /* Without a " " token the dummy prefix is the byte token <0x20>, which
      * llama2.c's decode does not strip after BOS: then one space comes back. */
     int same = out_len == len && memcmp(back, fuzz_llama2c_text, len) == 0;
-    int spaced = out_len == len + 1 && back[0] == ' ' && memcmp(back + 1, fuzz_llama2c_text, len) == 0;
+    int spaced =
+        out_len == len + 1 && back[0] == ' ' && memcmp(back + 1, fuzz_llama2c_text, len) == 0;
     FUZZ_CHECK(same || spaced, "decode(encode(x)) != x (%zu bytes back, %zu in)", out_len, len);
     free(back);
     free(with_bos);

@@ -20,8 +20,7 @@ int fuzz_safetensors(const uint8_t *data, size_t size) {
         int64_t n = st_numel(t);
         FUZZ_CHECK(n >= 0 && (uint64_t)n * st_dtype_size(t->dtype) == t->end - t->begin,
                    "tensor '%s': numel %lld does not match its byte range", t->name, (long long)n);
-        if (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 ||
-            t->dtype == ST_F64) {
+        if (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 || t->dtype == ST_F64) {
             float *out = malloc((size_t)(n ? n : 1) * sizeof *out);
             FUZZ_CHECK(out != NULL, "malloc");
             FUZZ_CHECK(st_read_f32(&f, t, out) == 0, "st_read_f32: %s", err_msg());

@@ -83,7 +83,8 @@ static const char *replay_one(fuzz_entry fn, const char *path, int *rc_out) {
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     if (WIFSIGNALED(st)) {
-        snprintf(why, sizeof why, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+        snprintf(why, sizeof why, "killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
         return why;
     }
     int code = WEXITSTATUS(st);
@@ -146,10 +147,10 @@ static void replay_harness(const char *name, fuzz_entry fn) {
     if (rej_seed == n_seed) fail_msg("%s: every seed in %s was rejected", name, seeds);
 }
 
-#define REPLAY_TEST(name)                                                                      \
-    static void test_replay_##name(void **state) {                                             \
-        (void)state;                                                                           \
-        replay_harness(#name, fuzz_##name);                                                    \
+#define REPLAY_TEST(name)                                                                          \
+    static void test_replay_##name(void **state) {                                                 \
+        (void)state;                                                                               \
+        replay_harness(#name, fuzz_##name);                                                        \
     }
 
 REPLAY_TEST(config)

@@ -67,14 +67,14 @@ const char *__asan_default_options(void) {
 static int child_fd = -1;
 
 /* In a child: record a failed expectation and exit. */
-#define CHILD_CHECK(cond, ...)                                                                 \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            dprintf(child_fd, "%s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
-            dprintf(child_fd, __VA_ARGS__);                                                    \
-            dprintf(child_fd, "\n");                                                           \
-            _exit(1);                                                                          \
-        }                                                                                      \
+#define CHILD_CHECK(cond, ...)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            dprintf(child_fd, "%s:%d: %s: ", __FILE__, __LINE__, #cond);                           \
+            dprintf(child_fd, __VA_ARGS__);                                                        \
+            dprintf(child_fd, "\n");                                                               \
+            _exit(1);                                                                              \
+        }                                                                                          \
     } while (0)
 
 #define CHILD_SKIP 77
@@ -159,8 +159,8 @@ static void write_i32s(FILE *f, const int32_t *v, int n) {
 static void write_llama(const char *path, const int32_t h[7], int sparse) {
     int64_t C = h[0], H = h[1], L = h[2], NH = h[3], NKV = h[4], V = h[5] < 0 ? -h[5] : h[5],
             S = h[6], HS = C / NH, KV = NKV * HS;
-    int64_t n = V * C + L * C + L * C * C + 2 * L * KV * C + L * C * C + L * C + 3 * L * H * C +
-                C + S * HS + (h[5] < 0 ? V * C : 0);
+    int64_t n = V * C + L * C + L * C * C + 2 * L * KV * C + L * C * C + L * C + 3 * L * H * C + C +
+                S * HS + (h[5] < 0 ? V * C : 0);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     write_i32s(f, h, 7);
@@ -289,8 +289,9 @@ static void full_disk_child(void *arg) {
     const char *dir = arg;
     if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("tmpfs", dir, "tmpfs", 0, "size=64k") != 0) {
-        dprintf(child_fd, "cannot mount a 64 KiB tmpfs here (%s); the RLIMIT_FSIZE and "
-                          "/dev/full tests cover the write-error paths",
+        dprintf(child_fd,
+                "cannot mount a 64 KiB tmpfs here (%s); the RLIMIT_FSIZE and "
+                "/dev/full tests cover the write-error paths",
                 strerror(errno));
         _exit(CHILD_SKIP);
     }
@@ -561,8 +562,15 @@ static void test_context_longer_than_the_model(void **state) {
     lm_free(lm);
 
     struct lm g = {.path = "tiny-gpt2"};
-    struct lm_config c = {.arch = LM_GPT2, .n_layer = 1, .d_model = 8, .n_head = 2, .n_kv_head = 2,
-                          .d_ff = 32, .vocab_size = 16, .max_seq = 4, .norm_eps = 1e-5f,
+    struct lm_config c = {.arch = LM_GPT2,
+                          .n_layer = 1,
+                          .d_model = 8,
+                          .n_head = 2,
+                          .n_kv_head = 2,
+                          .d_ff = 32,
+                          .vocab_size = 16,
+                          .max_seq = 4,
+                          .norm_eps = 1e-5f,
                           .shared_classifier = true};
     assert_int_equal(gpt2_new(&c, &g), 0);
     assert_null(lm_acts_new(&g, 1, 5, false));
@@ -658,9 +666,16 @@ static void oom_child(void *arg) {
                 "message: %s", err_msg());
 
     struct lm g = {.path = "gpt2-xl-sized"};
-    struct lm_config c = {.arch = LM_GPT2, .n_layer = 48, .d_model = 1600, .n_head = 25,
-                          .n_kv_head = 25, .d_ff = 6400, .vocab_size = 50257, .max_seq = 1024,
-                          .norm_eps = 1e-5f, .shared_classifier = true};
+    struct lm_config c = {.arch = LM_GPT2,
+                          .n_layer = 48,
+                          .d_model = 1600,
+                          .n_head = 25,
+                          .n_kv_head = 25,
+                          .d_ff = 6400,
+                          .vocab_size = 50257,
+                          .max_seq = 1024,
+                          .norm_eps = 1e-5f,
+                          .shared_classifier = true};
     CHILD_CHECK(gpt2_new(&c, &g) == -1, "a GPT-2 XL allocated under a 256 MB limit");
     SHOW_ERR("gpt2_new");
     CHILD_CHECK(strstr(err_msg(), "out of memory"), "message: %s", err_msg());
@@ -674,17 +689,19 @@ static void oom_child(void *arg) {
 
 static void test_out_of_memory_is_an_error(void **state) {
     (void)state;
-    if (UNDER_ASAN) skip_because("RLIMIT_AS cannot be lowered under AddressSanitizer (its shadow "
-                                 "memory reserves terabytes of address space)");
+    if (UNDER_ASAN)
+        skip_because("RLIMIT_AS cannot be lowered under AddressSanitizer (its shadow "
+                     "memory reserves terabytes of address space)");
     char *dir = test_tmpdir("limits-oom");
     char *llama = path_join(dir, "big.bin");
     int32_t h[7] = {2048, 5632, 8, 16, 16, 32000, 64}; /* 477M floats: 1.9 GB */
     write_llama(llama, h, 1);
     char *st = path_join(dir, "big.safetensors");
     char hdr[128];
-    int hl = snprintf(hdr, sizeof hdr,
-                      "{\"w\":{\"dtype\":\"F32\",\"shape\":[262144,1024],\"data_offsets\":[0,%llu]}}",
-                      1024ull << 20);
+    int hl =
+        snprintf(hdr, sizeof hdr,
+                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[262144,1024],\"data_offsets\":[0,%llu]}}",
+                 1024ull << 20);
     uint64_t n = (uint64_t)hl;
     FILE *f = fopen(st, "wb");
     assert_int_equal(fwrite(&n, 8, 1, f), 1);
