@@ -141,18 +141,48 @@ static int check_values(const cJSON *arr, int n, double *out, const char **categ
     return 0;
 }
 
+/* content parsed as one JSON value with nothing but whitespace after it
+ * (cJSON_Parse alone would ignore text after the value), or NULL; *trailing
+ * says that a value parsed but text followed it. */
+static cJSON *parse_whole(const char *content, int *trailing) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(content, &end, 0);
+    while (j && end && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    *trailing = j && end && *end;
+    if (*trailing) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* An object must hold "activations" and nothing else (the schema says so):
+ * another key, or the key twice, is a reply that did not follow it. */
+static int only_activations(const cJSON *root, const char **category) {
+    int seen = 0;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, root) {
+        if (k->string && strcmp(k->string, "activations") == 0 && !seen++) continue;
+        err_set("expected {\"activations\": [...]} and nothing else, got also %s\"%s\"",
+                seen > 1 ? "a second " : "the key ", k->string ? k->string : "?");
+        return fail(category, "bad_shape");
+    }
+    return 0;
+}
+
 int reply_sim_json(const struct llm_response *resp, int n, double *out, const char **category) {
     const cJSON *root = resp->json;
     cJSON *own = NULL;
     const char *content = resp->content ? resp->content : "";
+    int trailing = 0;
     if (!root) {
-        own = cJSON_Parse(content);
+        own = parse_whole(content, &trailing);
         root = own;
     }
     if (!root) {
         char ex[100];
         llm_excerpt(ex, sizeof ex, content, strlen(content), 80);
-        err_set("the simulator's reply is not JSON: '%s'", ex);
+        err_set("the simulator's reply is not %sJSON: '%s'", trailing ? "only " : "", ex);
         return fail(category, "not_json");
     }
     const cJSON *arr = cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "activations");
@@ -161,6 +191,8 @@ int reply_sim_json(const struct llm_response *resp, int n, double *out, const ch
         err_set("expected {\"activations\": [...]}, got %s%s", kind_of(root),
                 cJSON_IsObject(root) ? " without an \"activations\" array" : "");
         rc = fail(category, "bad_shape");
+    } else if (cJSON_IsObject(root) && only_activations(root, category) != 0) {
+        rc = -1;
     } else {
         rc = check_values(arr, n, out, category);
     }

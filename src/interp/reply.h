@@ -12,9 +12,10 @@
  * or backticks and one trailing period removed. Empty, or longer than the
  * configured maximum (bytes): a failure.
  *
- * json mode: the content must be {"activations": [...]} (a bare array is also
- * accepted) with exactly n entries, each an integer 0..10 (3.0 counts as 3;
- * 3.5, "3", null, -1 and 11 do not).
+ * json mode: the content must be {"activations": [...]} and nothing else (no
+ * other key, no text after it; a bare array is also accepted) with exactly n
+ * entries, each an integer 0..10 (3.0 counts as 3; 3.5, "3", null, -1 and 11
+ * do not).
  *
  * Logprobs, chat (the json-mode reply, asked with logprobs and top_logprobs):
  * the content is first checked as in json mode, then the generated tokens
