@@ -271,6 +271,7 @@ static int codes_begin(struct sae_codes *c, int n_rows, int d_sae) {
     }
     c->nnz = 0;
     c->row_ptr[0] = 0;
+    c->by_feature = false;
     return 0;
 }
 
@@ -290,7 +291,16 @@ double sae_codes_l1(const struct sae_codes *c) {
     return s;
 }
 
+// feat_ptr = where each feature's entries start in the CSC order (counts, prefix-summed)
+static void count_features(struct sae_codes *c) {
+    int64_t *fp = c->feat_ptr;
+    memset(fp, 0, ((size_t)c->d_sae + 1) * sizeof *fp);
+    for (int64_t i = 0; i < c->nnz; i++) fp[c->col[i] + 1]++;
+    for (int j = 0; j < c->d_sae; j++) fp[j + 1] += fp[j];
+}
+
 int sae_codes_by_feature(struct sae_codes *c) {
+    if (c->by_feature) return 0;
     if (c->fcap < c->nnz || !c->row) {
         int64_t cap = c->nnz > c->cap ? c->nnz : c->cap;
         if (cap < 1) cap = 1;
@@ -304,12 +314,9 @@ int sae_codes_by_feature(struct sae_codes *c) {
         }
         c->fcap = cap;
     }
-    int64_t *fp = c->feat_ptr;
-    memset(fp, 0, ((size_t)c->d_sae + 1) * sizeof *fp);
-    for (int64_t i = 0; i < c->nnz; i++) fp[c->col[i] + 1]++;
-    for (int j = 0; j < c->d_sae; j++) fp[j + 1] += fp[j];
     // counting sort; rows are visited in order, so rows within a feature ascend.
     // fp[j] is used as the insertion cursor and restored afterwards.
+    int64_t *fp = c->feat_ptr;
     for (int r = 0; r < c->n_rows; r++)
         for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++) {
             int64_t at = fp[c->col[i]]++;
@@ -318,6 +325,7 @@ int sae_codes_by_feature(struct sae_codes *c) {
         }
     for (int j = c->d_sae; j > 0; j--) fp[j] = fp[j - 1];
     fp[0] = 0;
+    c->by_feature = true;
     return 0;
 }
 
@@ -369,7 +377,9 @@ int sae_encode(const struct sae *s, struct sae_work *w, const float *x, int N,
             codes->row_ptr[r0 + r + 1] = codes->nnz;
         }
     }
-    return sae_codes_by_feature(codes);
+    count_features(codes); // the CSC copy itself only when a sparse backward needs it
+    codes->by_feature = false;
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -486,11 +496,13 @@ static void backward_range(void *vctx, int thread, size_t e0, size_t e1) {
         if (fp[j + 1] > fp[j]) backward_feature(b, j, D, gd);
 }
 
-static void backward_sparse(const struct sae *s, struct sae_work *w, const float *x,
-                            struct sae_codes *c, const float *dxhat, float l1,
-                            const struct sae_params *g) {
+static int backward_sparse(const struct sae *s, struct sae_work *w, const float *x,
+                           struct sae_codes *c, const float *dxhat, float l1,
+                           const struct sae_params *g) {
+    if (sae_codes_by_feature(c) < 0) return err_prefix("sae backward");
     struct backward_ctx b = {s, w, x, dxhat, c, l1, g};
     sae_parallel_for((size_t)c->nnz, 256, backward_range, &b);
+    return 0;
 }
 
 struct project_ctx {
@@ -561,6 +573,5 @@ int sae_backward(const struct sae *s, struct sae_work *w, const float *x,
     if (dxhat) // db_dec = Σ_rows dx̂
         for (int r = 0; r < codes->n_rows; r++) vaxpy(grads->b_dec, 1.0f, dxhat + (size_t)r * din, din);
     if (sae_use_dense(w, codes)) return backward_dense(s, w, x, codes, dxhat, l1_grad, grads);
-    backward_sparse(s, w, x, codes, dxhat, l1_grad, grads);
-    return 0;
+    return backward_sparse(s, w, x, codes, dxhat, l1_grad, grads);
 }

@@ -68,10 +68,14 @@ struct sae_codes {
     int64_t *row_ptr; /* (n_rows+1) CSR: entries of row r are [row_ptr[r], row_ptr[r+1]) */
     int32_t *col;     /* (nnz) feature ids, ascending within a row */
     float *val;       /* (nnz) c > 0 */
-    /* CSC copy, built by sae_codes_by_feature (sae_encode does it) */
-    int64_t *feat_ptr; /* (d_sae+1) */
+    /* CSC view: feat_ptr (d_sae+1) is filled by sae_encode (feature j's entries are
+     * [feat_ptr[j], feat_ptr[j+1]), so feat_ptr also counts activations per
+     * feature); row and fval only once sae_codes_by_feature has run (the sparse
+     * backward does; dense codes never need them). */
+    int64_t *feat_ptr;
     int32_t *row;      /* (nnz) row ids, ascending within a feature */
     float *fval;       /* (nnz) */
+    bool by_feature;   /* row and fval are current */
     int64_t fcap;
 };
 
@@ -106,7 +110,7 @@ int sae_work_init(struct sae_work *w, const struct sae *s);
 void sae_work_free(struct sae_work *w);
 void sae_codes_free(struct sae_codes *c);
 
-// x (N,d_in) -> codes (N rows). Fills both the CSR and the CSC copy.
+// x (N,d_in) -> codes (N rows): the CSR and feat_ptr.
 int sae_encode(const struct sae *s, struct sae_work *w, const float *x, int N,
                struct sae_codes *codes);
 // codes (N rows) -> xhat (N,d_in)
@@ -126,7 +130,7 @@ int sae_backward(const struct sae *s, struct sae_work *w, const float *x,
 bool sae_codes_dense(const struct sae_codes *codes);
 /* The path sae_decode/sae_backward take for these codes with this work. */
 bool sae_use_dense(const struct sae_work *w, const struct sae_codes *codes);
-/* Build the CSC copy from the CSR (sae_encode calls it). */
+/* Build the CSC copy (row, fval) from the CSR; a no-op when current. */
 int sae_codes_by_feature(struct sae_codes *codes);
 /* Σ c over all entries (for the sparsity term and L0 statistics). */
 double sae_codes_l1(const struct sae_codes *codes);

@@ -216,6 +216,7 @@ static void test_codes_by_feature_is_the_transpose(void **state) {
     for (int i = 0; i < N * 16; i++) x[i] = sinf(0.37f * i) * 2;
     assert_int_equal(sae_encode(&s, &w, x, N, &c), 0);
     assert_true(c.nnz > 0);
+    assert_int_equal(sae_codes_by_feature(&c), 0);
     float *dense = calloc((size_t)N * 64, sizeof *dense);
     for (int r = 0; r < N; r++)
         for (int64_t i = c.row_ptr[r]; i < c.row_ptr[r + 1]; i++) {
