@@ -248,7 +248,7 @@ static int train_one(struct run_ctx *r, const struct sae_spec *sp, int64_t max_s
         if (rc == 0) {
             rc = save(r, sp, &s, &curve, &m, sae_train_n_steps(&o), path);
             if (rc == 0) {
-                log_info("%s: L0 %.1f, alive %lld/%lld, CE +%.4f, KL %.4f, EV %.3f (%.0f s)",
+                log_info("%s: L0 %.1f, alive %lld/%lld, CE %+.4f, KL %.4f, EV %.3f (%.0f s)",
                          sp->name, m.l0, (long long)m.alive, (long long)m.d_sae, m.ce_increase,
                          m.kl, m.explained_variance, now_seconds() - t0);
                 remove(ckpt);
