@@ -25,7 +25,8 @@
  *     "e2e_ds"), layer, hook_name ("blocks.L.hook_resid_pre"), lambda, kl_coeff,
  *     ds_coeff, ratio, d_in, d_sae, model_path, seed, train_tokens, steps,
  *     config (the resolved experiment config, JSON), spec_hash (SHA-256 of the
- *     training spec: what decides the weights; equal hash = same SAE)
+ *     training spec: what decides the weights; equal hash = same SAE),
+ *     final_loss (the objective at the last step; written by the train stage)
  *
  * Readers need only /weights and the attributes; sae_file_read loads both.
  */
