@@ -13,7 +13,7 @@
  *                              loss, mse, sparsity, kl, ds_mse, l0, lr, grad_norm
  *   /metrics                   group; attributes l0, alive, alive_fraction, dead,
  *                              ce_orig, ce_sae, ce_increase, kl, explained_variance,
- *                              mse, n_eval_tokens; datasets:
+ *                              mse, n_tokens (evaluated), d_sae; datasets:
  *     feature_density [d_sae]  float64 fraction of eval tokens on which each feature fired
  *     mse_downstream [n]       float64 MSE at resid[layer+1 .. n_layer] (spliced vs original)
  *     downstream_layers [n]    int64 the resid indices of mse_downstream
