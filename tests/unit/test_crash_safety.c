@@ -536,15 +536,17 @@ static int log_mark(void) { return test_server_count(&G.srv, NULL, NULL); }
 /* Receipts since mark minus distinct bodies since mark. */
 static int resent_since(int mark) {
     cJSON *log = test_server_log(&G.srv);
-    int n = cJSON_GetArraySize(log), extra = 0;
-    for (int i = mark; i < n; i++) {
-        const char *sha = soak_str(cJSON_GetArrayItem(log, i), "body_sha256");
+    int n = cJSON_GetArraySize(log), extra = 0, m = 0;
+    const char **sha = calloc((size_t)n + 1, sizeof *sha);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, log) sha[m++] = soak_str(e, "body_sha256");
+    for (int i = mark; i < n; i++)
         for (int k = mark; k < i; k++)
-            if (strcmp(soak_str(cJSON_GetArrayItem(log, k), "body_sha256"), sha) == 0) {
+            if (strcmp(sha[k], sha[i]) == 0) {
                 extra++;
                 break;
             }
-    }
+    free(sha);
     cJSON_Delete(log);
     return extra;
 }

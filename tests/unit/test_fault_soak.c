@@ -99,10 +99,12 @@ struct replay {
 
 static void replay_log(const cJSON *log, const char *role, struct replay *r) {
     memset(r, 0, sizeof *r);
-    int n = cJSON_GetArraySize(log);
+    int n = cJSON_GetArraySize(log), m = 0;
     bool *seen = calloc((size_t)n, 1);
+    const cJSON **all = calloc((size_t)n, sizeof *all), *x; /* cJSON arrays are lists */
+    cJSON_ArrayForEach(x, log) all[m++] = x;
     for (int i = 0; i < n; i++) {
-        const cJSON *e = cJSON_GetArrayItem(log, i);
+        const cJSON *e = all[i];
         if (strcmp(soak_str(e, "role"), role) != 0) continue;
         r->receipts++;
         const char *f = soak_str(e, "fault");
@@ -117,7 +119,7 @@ static void replay_log(const cJSON *log, const char *role, struct replay *r) {
         int count = 1;
         double t_last = soak_num(e, "t");
         for (int k = i + 1; k < n; k++) {
-            const cJSON *o = cJSON_GetArrayItem(log, k);
+            const cJSON *o = all[k];
             if (strcmp(soak_str(o, "body_sha256"), sha) != 0) continue;
             seen[k] = true;
             /* an unfaulted reply the machine was too slow to deliver within the
@@ -143,6 +145,7 @@ static void replay_log(const cJSON *log, const char *role, struct replay *r) {
         r->requests++;
         tally_add(&r->outcome, category(last), 1);
     }
+    free(all);
     free(seen);
 }
 
