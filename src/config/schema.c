@@ -61,6 +61,8 @@ static const struct cfg_entry schema[] = {
     {"model.train.weight_decay", CFG_NUM, "0.1", 0, 10, NULL, "lm-train: AdamW decay on matrices"},
     {"model.train.clip", CFG_NUM, "1.0", 0, 1e6, NULL, "lm-train: gradient-norm clip (0 = none)"},
     {"model.train.eval_every", CFG_INT, "100", 1, 1e9, NULL, "lm-train: validation every N steps"},
+    {"model.train.eval_tokens", CFG_INT, "16384", 0, 1e12, NULL,
+     "lm-train: held-out tokens per validation (0 = the whole held-out part)"},
     {"model.train.checkpoint_every", CFG_INT, "200", 1, 1e9, NULL, "lm-train: checkpoint every N steps"},
 
     /* sae */

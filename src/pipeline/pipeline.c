@@ -335,6 +335,7 @@ static int stage_lm_train(struct ctx *c, cJSON *outputs) {
     lc.weight_decay = cfg_num(cfg, "model.train.weight_decay");
     lc.grad_clip = cfg_num(cfg, "model.train.clip");
     lc.eval_every = cfg_int(cfg, "model.train.eval_every");
+    lc.eval_tokens = cfg_int(cfg, "model.train.eval_tokens");
     lc.checkpoint_every = cfg_int(cfg, "model.train.checkpoint_every");
     lc.seed = (uint64_t)cfg_int(cfg, "seed");
     lc.resume = true;
