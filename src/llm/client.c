@@ -791,7 +791,8 @@ static void complete_attempt(struct batch *b, struct xfer *x, CURLcode rc) {
     if (x->sends > 1) { /* libcurl's own resends count as attempts (on_prereq) */
         int resent = x->sends - 1;
         log_debug("llm: request %d was resent %d time(s) by libcurl after a reused connection "
-                  "died", j->index, resent);
+                  "died",
+                  j->index, resent);
         j->attempts += resent;
         c->stats.http_calls += resent;
         c->stats.retries += resent;

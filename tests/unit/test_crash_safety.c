@@ -51,8 +51,8 @@
 #define SIM_CONCURRENCY 4
 
 static const char *const stage_names[] = {"tokenize", "train", "extract", "explain",
-                                          "simulate", "score",  "report"};
-static const char *const stage_dirs[] = {"data", "saes", "examples", "explanations",
+                                          "simulate", "score", "report"};
+static const char *const stage_dirs[] = {"data",        "saes",   "examples", "explanations",
                                          "simulations", "scores", "report"};
 #define N_STAGES 7
 
@@ -108,7 +108,8 @@ static int group_setup(void **state) {
 static int group_teardown(void **state) {
     (void)state;
     test_server_stop(&G.srv);
-    for (int v = 0; v < 2; v++) free(G.ref[v].dir);
+    for (int v = 0; v < 2; v++)
+        free(G.ref[v].dir);
     if (G.root) test_rmtree(G.root);
     free(G.root);
     free(G.prompts);
@@ -119,16 +120,18 @@ static int group_teardown(void **state) {
 /* ---- configs and runs ---- */
 
 static void write_config(const char *dir, bool server) {
-    char ep_e[512] = "\"provider\": \"builtin\"", ep_s[512] = "\"provider\": \"builtin\", \"mode\": \"builtin\"";
+    char ep_e[512] = "\"provider\": \"builtin\"",
+         ep_s[512] = "\"provider\": \"builtin\", \"mode\": \"builtin\"";
     if (server) {
         snprintf(ep_e, sizeof ep_e,
                  "\"provider\": \"openai\", \"base_url\": \"%s\", \"model\": \"crash-explainer\","
                  " \"concurrency\": 2, \"timeout_ms\": 10000, \"max_retries\": 2",
                  G.srv.base_url);
-        snprintf(ep_s, sizeof ep_s,
-                 "\"provider\": \"openai\", \"base_url\": \"%s\", \"model\": \"crash-simulator\","
-                 " \"concurrency\": %d, \"timeout_ms\": 10000, \"max_retries\": 2, \"mode\": \"json\"",
-                 G.srv.base_url, SIM_CONCURRENCY);
+        snprintf(
+            ep_s, sizeof ep_s,
+            "\"provider\": \"openai\", \"base_url\": \"%s\", \"model\": \"crash-simulator\","
+            " \"concurrency\": %d, \"timeout_ms\": 10000, \"max_retries\": 2, \"mode\": \"json\"",
+            G.srv.base_url, SIM_CONCURRENCY);
     }
     char text[4096];
     snprintf(text, sizeof text,
@@ -137,7 +140,8 @@ static void write_config(const char *dir, bool server) {
              " \"model\": {\"path\": \"%s\"},\n"
              " \"sae\": {\"layers\": [2], \"types\": [\"local\", \"e2e\"], \"ratio\": 4,\n"
              "   \"local\": {\"lambdas\": [2]}, \"e2e\": {\"lambdas\": [0.5]},\n"
-             "   \"train_tokens\": 1536, \"eval_tokens\": 1024, \"batch\": 4, \"checkpoint_every\": 2},\n"
+             "   \"train_tokens\": 1536, \"eval_tokens\": 1024, \"batch\": 4, "
+             "\"checkpoint_every\": 2},\n"
              " \"extract\": {\"n_features\": 8, \"top_k\": 6, \"n_random\": 2, \"window\": 16,"
              " \"offset\": 8, \"tokens\": 8192},\n"
              " \"interp\": {\"n_explain\": 3, \"n_score_top\": 3, \"n_score_random\": 2,"
@@ -178,7 +182,8 @@ static void fail_with_log(const char *dir, const char *what) {
     size_t n = 0;
     char *log = read_file_all(p, 0, &n);
     free(p);
-    fail_msg("%s; the end of %s/runs.log:\n%s", what, dir, log ? log + (n > 1500 ? n - 1500 : 0) : "");
+    fail_msg("%s; the end of %s/runs.log:\n%s", what, dir,
+             log ? log + (n > 1500 ? n - 1500 : 0) : "");
 }
 
 /* Run to the end; the exit status must be 0. */
@@ -197,7 +202,8 @@ static int kill_after(const char *dir, const char *until, double delay_s) {
     int st;
     while (wall() - t0 < delay_s) {
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_with_log(dir, "an unkilled run failed");
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                fail_with_log(dir, "an unkilled run failed");
             return 0;
         }
         ts_sleep_ms(1);
@@ -226,7 +232,8 @@ static herr_t h5set_visit(hid_t root, const char *name, const H5O_info_t *info, 
     hssize_t np = H5Sget_simple_extent_npoints(sp);
     size_t bytes = (size_t)np * H5Tget_size(mt);
     unsigned char *buf = malloc(bytes ? bytes : 1);
-    herr_t rc = H5Tis_variable_str(ft) > 0 ? -1 : H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    herr_t rc =
+        H5Tis_variable_str(ft) > 0 ? -1 : H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     H5Tclose(mt);
     H5Tclose(ft);
     H5Sclose(sp);
@@ -267,7 +274,8 @@ static void assert_same_datasets(const char *ref_path, const char *path) {
     if (a.n != b.n) fail_msg("%s: %d datasets, the reference has %d", path, b.n, a.n);
     assert_true(a.n > 0);
     for (int i = 0; i < a.n; i++) {
-        if (strcmp(a.name[i], b.name[i]) != 0) fail_msg("%s: dataset %s where the reference has %s", path, b.name[i], a.name[i]);
+        if (strcmp(a.name[i], b.name[i]) != 0)
+            fail_msg("%s: dataset %s where the reference has %s", path, b.name[i], a.name[i]);
         if (a.size[i] != b.size[i] || memcmp(a.data[i], b.data[i], a.size[i]) != 0)
             fail_msg("%s: dataset /%s differs from the uninterrupted run", path, a.name[i]);
     }
@@ -306,8 +314,10 @@ static int json_diff(const cJSON *a, const cJSON *b, char *where, size_t cap) {
         if (is_volatile(x->string)) continue;
         const cJSON *y = cJSON_IsObject(a) ? cJSON_GetObjectItemCaseSensitive(b, x->string)
                                            : cJSON_GetArrayItem(b, i);
-        if (x->string) snprintf(where + len, cap - len, ".%s", x->string);
-        else snprintf(where + len, cap - len, "[%d]", i);
+        if (x->string)
+            snprintf(where + len, cap - len, ".%s", x->string);
+        else
+            snprintf(where + len, cap - len, "[%d]", i);
         i++;
         if (!y || json_diff(x, y, where, cap) != 0) return -1;
     }
@@ -373,7 +383,8 @@ static void assert_text_whole(const char *path, const char *tail) {
     size_t n = 0;
     char *t = read_file_all(path, 0, &n);
     assert_non_null(t);
-    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == ' ')) t[--n] = 0;
+    while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == ' '))
+        t[--n] = 0;
     if (n == 0 || !ends_with(t, tail)) fail_msg("%s: cut off (does not end with %s)", path, tail);
     free(t);
 }
@@ -388,7 +399,8 @@ static void check_file(const char *path, const char *sub, int *n_checked) {
         char *dir = strndup(path, strlen(path) - strlen(base) - 4); /* .../llm-cache */
         char *body = NULL;
         size_t n;
-        if (llm_cache_get(dir, key, &body, &n) != 1) fail_msg("%s: cache entry unusable: %s", path, err_msg());
+        if (llm_cache_get(dir, key, &body, &n) != 1)
+            fail_msg("%s: cache entry unusable: %s", path, err_msg());
         free(body);
         free(dir);
     } else if (strcmp(sub, "data") == 0) {
@@ -458,7 +470,9 @@ static void check_stamps(const char *exp_dir, const char *dir) {
         const cJSON *o;
         cJSON_ArrayForEach(o, cJSON_GetObjectItem(j, "outputs")) {
             char *full = path_join(dir, o->valuestring);
-            if (!file_exists(full)) fail_msg("stage %s is stamped but its output %s is missing", stage_names[s], o->valuestring);
+            if (!file_exists(full))
+                fail_msg("stage %s is stamped but its output %s is missing", stage_names[s],
+                         o->valuestring);
             free(full);
         }
         cJSON_Delete(j);
@@ -490,9 +504,12 @@ static void compare_kind(const char *ref_exp, const char *exp, const char *sub, 
         snprintf(rel, sizeof rel, "%s/%s", sub, e->d_name);
         char *a = path_join(ref_exp, rel), *b = path_join(exp, rel);
         if (!file_exists(b)) fail_msg("%s: missing after the rerun", b);
-        if (strcmp(ext, ".h5") == 0) assert_same_datasets(a, b);
-        else if (strcmp(ext, ".jsonl") == 0) assert_same_lines(a, b);
-        else assert_same_json(a, b);
+        if (strcmp(ext, ".h5") == 0)
+            assert_same_datasets(a, b);
+        else if (strcmp(ext, ".jsonl") == 0)
+            assert_same_lines(a, b);
+        else
+            assert_same_json(a, b);
         free(a);
         free(b);
         n++;
@@ -525,13 +542,16 @@ static void compare_with_ref(const struct ref *r, const char *dir) {
 
 static double manifest_stage_seconds(cJSON *m, const char *stage) {
     const cJSON *s;
-    cJSON_ArrayForEach(s, cJSON_GetObjectItem(m, "stages"))
-        if (strcmp(soak_str(s, "name"), stage) == 0) return soak_num(s, "seconds");
+    cJSON_ArrayForEach(s,
+                       cJSON_GetObjectItem(m, "stages")) if (strcmp(soak_str(s, "name"), stage) ==
+                                                             0) return soak_num(s, "seconds");
     return 0;
 }
 
 /* Receipts in the server log so far. */
-static int log_mark(void) { return test_server_count(&G.srv, NULL, NULL); }
+static int log_mark(void) {
+    return test_server_count(&G.srv, NULL, NULL);
+}
 
 /* Receipts since mark minus distinct bodies since mark. */
 static int resent_since(int mark) {
@@ -599,7 +619,8 @@ static char *trial_dir(const struct ref *r, bool server, const char *stage) {
     write_config(dir, server);
     if (!stage) return dir;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cp -a %s/results %s/ && rm -rf %s/" EXP "/llm-cache", r->dir, dir, dir);
+    snprintf(cmd, sizeof cmd, "cp -a %s/results %s/ && rm -rf %s/" EXP "/llm-cache", r->dir, dir,
+             dir);
     assert_int_equal(system(cmd), 0);
     for (int s = stage_index(stage); s < N_STAGES; s++) {
         snprintf(cmd, sizeof cmd, "rm -rf %s/" EXP "/%s %s/" EXP "/stages/%s.json", dir,

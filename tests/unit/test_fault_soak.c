@@ -132,8 +132,8 @@ static void replay_log(const cJSON *log, const char *role, struct replay *r) {
             }
             if (!retryable(last) && !late)
                 fail_msg("%s request %.12s was received again %.3f s after a '%s' reply (receipt "
-                         "%d, then '%s'): a final answer must not be retried", role, sha,
-                         soak_num(o, "t") - t_last, last ? last : "ok", count,
+                         "%d, then '%s'): a final answer must not be retried",
+                         role, sha, soak_num(o, "t") - t_last, last ? last : "ok", count,
                          soak_str(o, "fault") ? soak_str(o, "fault") : "ok");
             t_last = soak_num(o, "t");
             last = soak_str(o, "fault");
@@ -301,8 +301,8 @@ static void check_manifest(const cJSON *m, const struct replay *ex_r, const stru
 }
 
 /* Explanation lines against the explain replay: statuses and reasons. */
-static int check_explanations(const cJSON *lines, const struct examples *ex, const struct replay *rp,
-                              const cJSON **per, int *attempts) {
+static int check_explanations(const cJSON *lines, const struct examples *ex,
+                              const struct replay *rp, const cJSON **per, int *attempts) {
     int n = one_line_per_feature("explanations", lines, ex, per);
     assert_int_equal(n, ex->n_features); /* zero lost */
     assert_int_equal(rp->requests, ex->n_features);
@@ -320,13 +320,14 @@ static int check_explanations(const cJSON *lines, const struct examples *ex, con
         }
         assert_string_equal(st, "failed");
         const char *reason = soak_str(per[i], "reason"), *detail = soak_str(per[i], "detail");
-        if (!reason || !detail || !*detail) fail_msg("feature %d failed without its reason", ex->features[i]);
+        if (!reason || !detail || !*detail)
+            fail_msg("feature %d failed without its reason", ex->features[i]);
         tally_add(&got, reason, 1);
     }
     for (int i = 0; i < rp->outcome.k; i++)
         if (tally_get(&got, rp->outcome.name[i]) != rp->outcome.n[i])
-            fail_msg("explanations: %d %s, the server log says %d", tally_get(&got, rp->outcome.name[i]),
-                     rp->outcome.name[i], rp->outcome.n[i]);
+            fail_msg("explanations: %d %s, the server log says %d",
+                     tally_get(&got, rp->outcome.name[i]), rp->outcome.name[i], rp->outcome.n[i]);
     assert_int_equal(got.k, rp->outcome.k);
     return n_ok;
 }
@@ -343,7 +344,8 @@ static void check_simulations(const cJSON *lines, const struct examples *ex, con
     for (int i = 0; i < ex->n_features; i++) {
         bool explained = strcmp(soak_str(expl[i], "status"), "ok") == 0;
         if (!explained) {
-            if (per[i]) fail_msg("feature %d: simulated although its explanation failed", ex->features[i]);
+            if (per[i])
+                fail_msg("feature %d: simulated although its explanation failed", ex->features[i]);
             continue;
         }
         if (!per[i]) fail_msg("feature %d: explained but never simulated (lost)", ex->features[i]);
@@ -354,7 +356,8 @@ static void check_simulations(const cJSON *lines, const struct examples *ex, con
             const char *st = soak_str(w, "status");
             if (strcmp(st, "ok") == 0) {
                 tally_add(&got, "ok", 1);
-                assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(w, "predicted")), ex->window);
+                assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(w, "predicted")),
+                                 ex->window);
             } else {
                 bad++;
                 tally_add(&got, soak_str(w, "reason"), 1);
@@ -404,8 +407,8 @@ static void test_thousand_requests_with_every_fault(void **state) {
     if (soak_stories_find(&r->st) != 0)
         skip_because("../shared/models/stories260K or its text is absent");
     r->dir = test_tmpdir("soak");
-    const char *args[] = {"--mix-rate", "0.2",  "--mix-seed", "11", "--slow-ms",
-                          "2000",       "--latency-ms", "2", "--hot", "e", NULL};
+    const char *args[] = {"--mix-rate",   "0.2", "--mix-seed", "11", "--slow-ms", "2000",
+                          "--latency-ms", "2",   "--hot",      "e",  NULL};
     assert_int_equal(soak_server_start(&r->srv, r->dir, SOAK_SERVER, args), 0);
     write_config(r);
     char cmd[2048], *out = NULL;
@@ -428,7 +431,8 @@ static void test_thousand_requests_with_every_fault(void **state) {
                   ex_r.requests + sim_r.requests, log_lines, ex_r.faults + sim_r.faults, secs);
     assert_true(ex_r.requests + sim_r.requests >= 1000);
     /* every kind of fault happened, and about 20% of receipts got one */
-    const char *kinds[] = {"429", "500", "503", "slow", "drop", "reset", "malformed", "truncated", "error200"};
+    const char *kinds[] = {"429",   "500",       "503",       "slow",    "drop",
+                           "reset", "malformed", "truncated", "error200"};
     for (int k = 0; k < 9; k++)
         if (tally_get(&ex_r.kinds, kinds[k]) + tally_get(&sim_r.kinds, kinds[k]) == 0)
             fail_msg("no '%s' fault was injected", kinds[k]);
@@ -457,7 +461,8 @@ static void test_thousand_requests_with_every_fault(void **state) {
 
     /* the manifest's per-stage counts say the same */
     const cJSON *stages = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "llm"), "stages");
-    const cJSON *se = cJSON_GetObjectItem(stages, "explain"), *ss = cJSON_GetObjectItem(stages, "simulate");
+    const cJSON *se = cJSON_GetObjectItem(stages, "explain"),
+                *ss = cJSON_GetObjectItem(stages, "simulate");
     assert_int_equal((int)soak_num(se, "ok"), n_explained);
     assert_int_equal((int)soak_num(se, "failed"), ex.n_features - n_explained);
     assert_int_equal((int)soak_num(se, "llm_http_calls"), ex_r.receipts);
@@ -517,7 +522,8 @@ static void test_libcurl_resend_after_reset_is_counted(void **state) {
 int main(void) {
     log_set_level(LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_libcurl_resend_after_reset_is_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_libcurl_resend_after_reset_is_counted, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_thousand_requests_with_every_fault, setup, teardown),
     };
     return cmocka_run_group_tests_name("fault_soak", tests, NULL, NULL);
