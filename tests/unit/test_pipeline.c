@@ -134,8 +134,12 @@ static void test_killed_run_resumes(void **state) {
     int rc = run_pipeline(cfg, &out);
     if (rc != 0) fail_msg("resumed run failed: %s", out);
     free(out);
+    /* stage_statuses asserts the run is "ok"; every stage ran in this run or was
+     * finished (and stamped) by a killed one: where the kills landed decides which */
     char *st = stage_statuses(dir);
-    assert_non_null(strstr(st, "extract=ran"));
+    assert_null(strstr(st, "failed"));
+    assert_null(strstr(st, "not reached"));
+    assert_non_null(strstr(st, "report="));
     free(st);
     /* no temporary files left where results live */
     char cmd[4096];
