@@ -6,6 +6,7 @@
 #               for /usr/bin/python3; node + npm's gpt-3-encoder@1.1.4)
 #   report:     librsvg2-bin (tests render the SVG plots to PNG) and chromium
 #               (tests open the HTML report in a real headless browser)
+#   fuzzing:    clang and libclang-rt-14-dev (libFuzzer) for `make fuzz`
 #   demo data:  the `fortunes` package's English files (text for the tiny model)
 #
 # Safe to run again: packages already present are not reinstalled and the apt
@@ -19,6 +20,7 @@ APT_PACKAGES=(
   libcmocka-dev hdf5-tools
   python3 python3-torch python3-numpy python3-scipy python3-h5py
   librsvg2-bin chromium
+  clang libclang-rt-14-dev
   fortunes
 )
 
