@@ -148,7 +148,7 @@ static int run(const struct eval_opts *o) {
     }
     int64_t limit = rc == 0 ? d.n_tokens : 0;
     if (o->max_tokens > 0 && o->max_tokens < limit) limit = o->max_tokens;
-    int64_t n_windows = limit / T, n_pred = 0, n_seen = 0;
+    int64_t n_windows = T > 0 ? limit / T : 0, n_pred = 0, n_seen = 0; /* T is 0 after an error */
     if (rc == 0 && n_windows < 1)
         rc = err_set("%s: %lld tokens make no window of %d", o->tokens, (long long)limit, T);
     double ce_sum = 0, t0 = now_seconds();
