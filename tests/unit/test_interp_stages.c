@@ -466,6 +466,11 @@ static void test_explainer_faults_and_a_stopped_run(void **state) {
     synth_set_token(&f->syn, 1, 0, 5, SYNTH_WORD(16)); /* [[fault:500]] in feature 1's excerpts */
     synth_set_token(&f->syn, 3, 0, 5, SYNTH_WORD(19)); /* [[fault:401]]: the batch stops */
     f->s.explainer.llm.concurrency = 1;                /* in order: 0, 1, 2, then 3 stops */
+    /* feature 1's retry must come before feature 2 is sent (due retries go before
+     * fresh jobs); with a real backoff, 3's 401 could stop the batch first and
+     * leave 1 pending, depending on the machine's speed */
+    f->s.explainer.llm.backoff_base_ms = 1;
+    f->s.explainer.llm.backoff_max_ms = 1;
     struct interp_counts c;
     assert_int_equal(interp_explain(&f->s, &f->syn.ex, f->syn.vocab, f->expl, &c), -1);
     assert_non_null(strstr(err_msg(), "401"));
