@@ -404,6 +404,11 @@ static int completion_token(const cJSON *tokens, const cJSON *lps, const cJSON *
     if (off && !cJSON_IsNumber(off))
         return err_set("choices[0].logprobs.text_offset[%d]: expected a number, got %s", i,
                        type_name(off));
+    /* (long) of a double outside long's range is undefined: bound it first */
+    if (off && !(fabs(off->valuedouble) <= 1e15))
+        return err_set(
+            "choices[0].logprobs.text_offset[%d]: expected an offset within 1e15, got %g", i,
+            off->valuedouble);
     if (off) t->text_offset = (long)off->valuedouble;
     const cJSON *top = tops ? cJSON_GetArrayItem(tops, i) : NULL;
     if (!top || cJSON_IsNull(top)) return 0;
