@@ -135,6 +135,19 @@ int h5_shape(hid_t loc, const char *name, int max_dims, int *ndim, hsize_t *dims
     return rc;
 }
 
+/* HDF5 converts a number with the bit layout its file declares, unchecked: a
+ * precision of 0 or bits placed past the type's size crash its converter. So
+ * a file's integer or float type must describe bits inside its bytes. */
+static int numeric_layout_ok(hid_t ft) {
+    size_t size = H5Tget_size(ft), prec = H5Tget_precision(ft), bits = 8 * size;
+    int off = H5Tget_offset(ft);
+    if (size < 1 || size > 16 || prec < 1 || off < 0 || (size_t)off + prec > bits) return 0;
+    if (H5Tget_class(ft) != H5T_FLOAT) return 1;
+    size_t spos, epos, esize, mpos, msize;
+    if (H5Tget_fields(ft, &spos, &epos, &esize, &mpos, &msize) < 0) return 0;
+    return spos < bits && esize >= 1 && epos + esize <= bits && msize >= 1 && mpos + msize <= bits;
+}
+
 /* A shape is only a claim: a few kilobytes of file can declare a chunked dataset
  * of 2^34 elements whose chunks were never written (HDF5 then reads fill
  * values), and reading it whole would allocate and touch all of that. Every
@@ -146,7 +159,9 @@ static int check_stored(hid_t ds, const char *name, hsize_t numel) {
     if (ft < 0) return err_set("dataset '%s': cannot read its type", name);
     H5T_class_t cls = H5Tget_class(ft);
     size_t fsize = H5Tget_size(ft);
+    int layout_ok = cls != H5T_INTEGER && cls != H5T_FLOAT ? 1 : numeric_layout_ok(ft);
     H5Tclose(ft);
+    if (!layout_ok) return err_set("dataset '%s': its number type is malformed", name);
     if (cls != H5T_INTEGER && cls != H5T_FLOAT) return 0;
     hid_t dcpl = H5Dget_create_plist(ds);
     int n_filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
@@ -207,12 +222,21 @@ int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t 
     hsize_t dims[8];
     if (h5_shape(loc, name, 8, &nd, dims) != 0) return -1;
     if (nd < 1) return err_set("dataset '%s' is a scalar, expected rows", name);
-    if (row0 + n_rows > dims[0])
+    if (row0 > dims[0] || n_rows > dims[0] - row0)
         return err_set("dataset '%s': rows %llu..%llu out of range (it has %llu)", name,
                        (unsigned long long)row0, (unsigned long long)(row0 + n_rows),
                        (unsigned long long)dims[0]);
     if (n_rows == 0) return 0;
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) return err_set("'%s' is not a readable dataset", name);
+    hid_t ft = H5Dget_type(ds);
+    H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    int layout_ok = ft >= 0 && (cls != H5T_INTEGER && cls != H5T_FLOAT ? 1 : numeric_layout_ok(ft));
+    if (ft >= 0) H5Tclose(ft);
+    if (!layout_ok) {
+        H5Dclose(ds);
+        return err_set("dataset '%s': its number type is malformed", name);
+    }
     hid_t fspace = H5Dget_space(ds);
     hsize_t start[8] = {0}, count[8];
     start[0] = row0;
@@ -325,10 +349,13 @@ static int attr_read_num(hid_t loc, const char *name, hid_t type, void *out) {
     if (a < 0) return -1;
     hid_t ft = H5Aget_type(a);
     H5T_class_t cls = H5Tget_class(ft);
+    int layout_ok = numeric_layout_ok(ft);
     H5Tclose(ft);
     int rc = 0;
     if (cls != H5T_INTEGER && cls != H5T_FLOAT)
         rc = err_set("attribute '%s': expected a number", name);
+    else if (!layout_ok)
+        rc = err_set("attribute '%s': its number type is malformed", name);
     else if (H5Aread(a, type, out) < 0)
         rc = err_set("attribute '%s': read failed", name);
     H5Aclose(a);
