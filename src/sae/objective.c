@@ -102,7 +102,7 @@ static int alloc_e2e(struct sae_objective *o, const struct lm *lm, size_t NC) {
 }
 
 int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
-                       const struct lm *lm, const struct sae *s, int B, int T) {
+                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig) {
     memset(o, 0, sizeof *o);
     o->set = *set;
     o->lm = lm;
@@ -116,8 +116,8 @@ int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
                        lm->cfg.d_model);
     size_t NC = (size_t)B * T * s->d_in;
     int rc = 0;
-    o->orig = lm_acts_new(lm, B, T, false);
-    if (!o->orig || sae_work_init(&o->work, s) < 0) rc = -1;
+    if (own_orig && !(o->orig = lm_acts_new(lm, B, T, false))) rc = -1;
+    if (rc == 0 && sae_work_init(&o->work, s) < 0) rc = -1;
     if (rc == 0 && set->type == SAE_LOCAL) {
         o->xhat = xmalloc(NC * sizeof(float));
         if (!o->xhat) rc = -1;
@@ -137,26 +137,27 @@ int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
  */
 // Σ_k MSE_k at the downstream hooks; with grads, d_extra[k] = the gradient of
 // (ds_coeff/n_points)·MSE_k.
-static double downstream_terms(struct sae_objective *o, float grad_scale, bool want_grad) {
+static double downstream_terms(struct sae_objective *o, const struct lm_acts *orig,
+                               float grad_scale, bool want_grad) {
     int L = o->set.layer;
     size_t n = (size_t)o->B * o->T * o->lm->cfg.d_model;
     float scale = (float)(grad_scale * o->set.ds_coeff / o->n_points / (double)n);
     double sum = 0;
     for (int k = L + 1; k <= L + o->n_points; k++)
-        sum += sq_diff(o->spliced->resid[k], o->orig->resid[k], n, scale,
+        sum += sq_diff(o->spliced->resid[k], orig->resid[k], n, scale,
                        want_grad ? o->d_extra[k] : NULL) /
                (double)n;
     return sum;
 }
 
-static int step_e2e(struct sae_objective *o, const struct sae *s, const float *x,
+static int step_e2e(struct sae_objective *o, const struct sae *s, const struct lm_acts *orig,
                     float grad_scale, const struct sae_params *grads, struct sae_loss *loss) {
     const struct lm *lm = o->lm;
     int L = o->set.layer, nl = lm->cfg.n_layer, N = o->B * o->T;
     size_t n = (size_t)N * s->d_in;
     float *xhat = o->spliced->resid[L];
-    if (lm_blocks_forward(lm, o->orig, L, nl) < 0 || lm_final_norm(lm, o->orig) < 0 ||
-        sae_decode(s, &o->work, &o->codes, xhat) < 0 ||
+    const float *x = orig->resid[L];
+    if (sae_decode(s, &o->work, &o->codes, xhat) < 0 ||
         lm_blocks_forward(lm, o->spliced, L, nl) < 0 || lm_final_norm(lm, o->spliced) < 0)
         return -1;
     loss->mse = sq_diff(xhat, x, n, 0, NULL) / (double)n;
@@ -164,12 +165,12 @@ static int step_e2e(struct sae_objective *o, const struct sae *s, const float *x
     struct kl_totals kt = {0};
     if (grads) memset(o->d_lnf, 0, n * sizeof(float));
     float kl_scale = (float)(grad_scale * kl_coeff / N);
-    if (kl_compare(&o->kl, o->orig->lnf, o->spliced->lnf, N, NULL, kl_scale,
+    if (kl_compare(&o->kl, orig->lnf, o->spliced->lnf, N, NULL, kl_scale,
                    grads ? o->d_lnf : NULL, &kt) < 0)
         return -1;
     loss->kl = kt.kl_sum / N;
     if (o->set.type == SAE_E2E_DS && o->n_points) {
-        loss->ds_mse = downstream_terms(o, grad_scale, grads != NULL) / o->n_points;
+        loss->ds_mse = downstream_terms(o, orig, grad_scale, grads != NULL) / o->n_points;
         loss->loss = o->set.ds_coeff * loss->ds_mse; // Σ_k (ds_coeff/n_points)·MSE_k
     }
     loss->loss += kl_coeff * loss->kl + loss->sparsity;
@@ -181,21 +182,38 @@ static int step_e2e(struct sae_objective *o, const struct sae *s, const float *x
     return sae_backward(s, &o->work, x, &o->codes, o->d_resid, l1, grads);
 }
 
-int sae_objective_step(struct sae_objective *o, const struct sae *s, const int32_t *tokens,
-                       float grad_scale, const struct sae_params *grads, struct sae_loss *loss) {
-    const struct lm *lm = o->lm;
+int sae_orig_forward(const struct lm *lm, struct lm_acts *orig, const int32_t *tokens,
+                     int layer, bool full) {
+    if (lm_embed(lm, orig, tokens) < 0 || lm_blocks_forward(lm, orig, 0, layer) < 0)
+        return err_prefix("SAE step: model forward");
+    if (full && (lm_blocks_forward(lm, orig, layer, lm->cfg.n_layer) < 0 ||
+                 lm_final_norm(lm, orig) < 0))
+        return err_prefix("SAE step: model forward");
+    return 0;
+}
+
+int sae_objective_step_given(struct sae_objective *o, const struct sae *s,
+                             const struct lm_acts *orig, float grad_scale,
+                             const struct sae_params *grads, struct sae_loss *loss) {
     int L = o->set.layer, N = o->B * o->T;
     memset(loss, 0, sizeof *loss);
-    if (lm_embed(lm, o->orig, tokens) < 0 || lm_blocks_forward(lm, o->orig, 0, L) < 0)
-        return err_prefix("SAE step: model forward");
-    const float *x = o->orig->resid[L];
-    if (o->set.type == SAE_LOCAL) {
-        struct sae_work *w = &o->work;
-        return sae_local_loss(s, w, &o->codes, x, N, o->set.lambda, o->xhat, grad_scale, grads,
-                              loss);
-    }
+    if (orig->B != o->B || orig->T != o->T)
+        return err_set("SAE step: original run is %dx%d, expected %dx%d", orig->B, orig->T, o->B,
+                       o->T);
+    const float *x = orig->resid[L];
+    if (o->set.type == SAE_LOCAL)
+        return sae_local_loss(s, &o->work, &o->codes, x, N, o->set.lambda, o->xhat, grad_scale,
+                              grads, loss);
     if (sae_encode(s, &o->work, x, N, &o->codes) < 0) return -1;
     sparsity_terms(&o->codes, s->d_in, o->set.lambda, loss);
-    if (step_e2e(o, s, x, grad_scale, grads, loss) < 0) return err_prefix("SAE e2e step");
+    if (step_e2e(o, s, orig, grad_scale, grads, loss) < 0) return err_prefix("SAE e2e step");
     return 0;
+}
+
+int sae_objective_step(struct sae_objective *o, const struct sae *s, const int32_t *tokens,
+                       float grad_scale, const struct sae_params *grads, struct sae_loss *loss) {
+    if (!o->orig) return err_set("SAE step: this objective has no original run of its own");
+    if (sae_orig_forward(o->lm, o->orig, tokens, o->set.layer, o->set.type != SAE_LOCAL) < 0)
+        return -1;
+    return sae_objective_step_given(o, s, o->orig, grad_scale, grads, loss);
 }

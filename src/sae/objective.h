@@ -25,6 +25,7 @@
 #ifndef AUTOINTERP_SAE_OBJECTIVE_H
 #define AUTOINTERP_SAE_OBJECTIVE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model/lm.h"
@@ -66,7 +67,7 @@ struct sae_objective {
     struct sae_setting set;
     const struct lm *lm;
     int B, T, n_points;
-    struct lm_acts *orig;    /* original run; no saved activations */
+    struct lm_acts *orig;    /* own original run (own_orig); no saved activations */
     struct lm_acts *spliced; /* run with x̂ at resid[L], saved for backward (e2e) */
     float *xhat;             /* (N,C) local only (e2e writes x̂ into spliced->resid[L]) */
     float *d_resid, *d_lnf;  /* (N,C) e2e */
@@ -77,14 +78,28 @@ struct sae_objective {
     struct sae_work work;
 };
 
+/* own_orig: allocate the original run's activations here (for sae_objective_step);
+ * false when the caller shares one original run between several SAEs. */
 int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
-                       const struct lm *lm, const struct sae *s, int B, int T);
+                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig);
 void sae_objective_free(struct sae_objective *o);
 
 /* tokens (B,T). Computes the loss terms; when grads is not NULL adds
  * grad_scale·∇loss to them (grad_scale = 1/accumulation steps for a mean). The
- * SAE's inv_norm must be current (sae_refresh_norms). */
+ * SAE's inv_norm must be current (sae_refresh_norms). Needs own_orig. */
 int sae_objective_step(struct sae_objective *o, const struct sae *s, const int32_t *tokens,
                        float grad_scale, const struct sae_params *grads, struct sae_loss *loss);
+
+/* The same step in two parts, so that SAEs of the same layer can share the
+ * original model's run of a batch: sae_orig_forward fills orig (no saved
+ * activations) with resid[0..layer], and with full also every later block and
+ * the final norm (what e2e settings need); sae_objective_step_given then does
+ * one SAE's part, reading orig only. The results are identical to
+ * sae_objective_step's. */
+int sae_orig_forward(const struct lm *lm, struct lm_acts *orig, const int32_t *tokens,
+                     int layer, bool full);
+int sae_objective_step_given(struct sae_objective *o, const struct sae *s,
+                             const struct lm_acts *orig, float grad_scale,
+                             const struct sae_params *grads, struct sae_loss *loss);
 
 #endif

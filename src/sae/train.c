@@ -175,26 +175,44 @@ double sae_train_lr(const struct sae_train_opts *o, int64_t step, int64_t n_step
 /* ---------------------------------------------------------------------------
  * The trainer.
  */
-struct trainer {
+/* ---------------------------------------------------------------------------
+ * The trainer: one or more SAEs of the same layer and data order, in lockstep.
+ * Each micro-batch's original run is computed once and read by every member.
+ */
+struct member {
     const struct sae_train_opts *o;
-    const struct lm *lm;
-    const struct token_dataset *data;
     struct sae *s;
+    struct sae_curve *curve;
     struct sae_objective obj;
     float *grad_mem, *m, *v; /* n_params each */
     struct sae_params g;
+    struct sae_curve_row row; /* the step being accumulated */
+};
+
+struct trainer {
+    const struct sae_train_opts *o; /* members[0]'s: the shared data and step options */
+    const struct lm *lm;
+    const struct token_dataset *data;
+    int n;
+    struct member *mem;
+    struct lm_acts *orig; /* the shared original run */
+    bool full;            /* some member is e2e: run the whole original model */
     int64_t *order, n_windows;
     int32_t *tokens; /* (batch,context) */
     int bos;
     int64_t n_steps, step;
-    struct sae_curve *curve;
 };
 
 static void trainer_free(struct trainer *t) {
-    sae_objective_free(&t->obj);
-    free(t->grad_mem);
-    free(t->m);
-    free(t->v);
+    for (int i = 0; t->mem && i < t->n; i++) {
+        struct member *m = &t->mem[i];
+        sae_objective_free(&m->obj);
+        free(m->grad_mem);
+        free(m->m);
+        free(m->v);
+    }
+    free(t->mem);
+    lm_acts_free(t->orig);
     free(t->order);
     free(t->tokens);
 }
@@ -299,56 +317,73 @@ void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, 
     sae_parallel_for(n, 1 << 16, adam_range, &c); // elementwise: any split, same result
 }
 
-static int train_step(struct trainer *t, struct sae_curve_row *row) {
-    const struct sae_train_opts *o = t->o;
-    size_t np = t->s->n_params; // grad_mem is zero here: calloc'd, then zeroed by adam()
-    memset(row, 0, sizeof *row);
-    float scale = 1.0f / (float)o->grad_accum;
-    for (int a = 0; a < o->grad_accum; a++) {
-        struct sae_loss l;
-        if (load_batch(t, t->step * o->grad_accum + a) < 0 ||
-            sae_objective_step(&t->obj, t->s, t->tokens, scale, &t->g, &l) < 0)
-            return -1;
-        if (!isfinite(l.loss)) return err_set("loss is %g (diverged)", l.loss);
-        row->loss += l.loss * scale;
-        row->mse += l.mse * scale;
-        row->sparsity += l.sparsity * scale;
-        row->kl += l.kl * scale;
-        row->ds_mse += l.ds_mse * scale;
-        row->l0 += l.l0 * scale;
-    }
-    double norm = sae_grad_norm(t->grad_mem, np);
-    if (!isfinite(norm)) return err_prefix("gradient norm is %g", norm);
+static void add_loss(struct sae_curve_row *row, const struct sae_loss *l, double scale) {
+    row->loss += l->loss * scale;
+    row->mse += l->mse * scale;
+    row->sparsity += l->sparsity * scale;
+    row->kl += l->kl * scale;
+    row->ds_mse += l->ds_mse * scale;
+    row->l0 += l->l0 * scale;
+}
+
+// Clip, Adam, refresh the norms; finish the member's curve row.
+static int update(struct trainer *t, struct member *m) {
+    const struct sae_train_opts *o = m->o;
+    size_t np = m->s->n_params; // grad_mem is zeroed again by sae_adam_step
+    double norm = sae_grad_norm(m->grad_mem, np);
+    if (!isfinite(norm)) return err_prefix("%s: gradient norm is %g", o->name, norm);
     float clip = o->clip > 0 && norm > o->clip ? (float)(o->clip / (norm + 1e-6)) : 1.0f;
     double lr = sae_train_lr(o, t->step, t->n_steps);
-    sae_adam_step(t->s->mem, t->grad_mem, t->m, t->v, np, lr, t->step + 1, clip);
-    sae_refresh_norms(t->s);
-    row->step = t->step;
-    row->tokens = (t->step + 1) * (int64_t)o->batch * o->context * o->grad_accum;
-    row->lr = lr;
-    row->grad_norm = norm;
+    sae_adam_step(m->s->mem, m->grad_mem, m->m, m->v, np, lr, t->step + 1, clip);
+    sae_refresh_norms(m->s);
+    m->row.step = t->step;
+    m->row.tokens = (t->step + 1) * (int64_t)o->batch * o->context * o->grad_accum;
+    m->row.lr = lr;
+    m->row.grad_norm = norm;
+    return 0;
+}
+
+static int train_step(struct trainer *t) {
+    const struct sae_train_opts *o = t->o;
+    for (int i = 0; i < t->n; i++) memset(&t->mem[i].row, 0, sizeof t->mem[i].row);
+    float scale = 1.0f / (float)o->grad_accum;
+    for (int a = 0; a < o->grad_accum; a++) {
+        if (load_batch(t, t->step * o->grad_accum + a) < 0 ||
+            sae_orig_forward(t->lm, t->orig, t->tokens, o->set.layer, t->full) < 0)
+            return -1;
+        for (int i = 0; i < t->n; i++) {
+            struct member *m = &t->mem[i];
+            struct sae_loss l;
+            if (sae_objective_step_given(&m->obj, m->s, t->orig, scale, &m->g, &l) < 0)
+                return err_prefix("%s", m->o->name);
+            if (!isfinite(l.loss)) return err_set("%s: loss is %g (diverged)", m->o->name, l.loss);
+            add_loss(&m->row, &l, scale);
+        }
+    }
+    for (int i = 0; i < t->n; i++)
+        if (update(t, &t->mem[i]) < 0) return -1;
     return 0;
 }
 
 /* ---------------------------------------------------------------------------
- * Checkpoints.
+ * Checkpoints (one file per member).
  */
-static int write_checkpoint(struct trainer *t) {
-    const char *path = t->o->checkpoint_path;
+static int write_checkpoint(const struct trainer *t, const struct member *m) {
+    const char *path = m->o->checkpoint_path;
     char *tmp = atomic_tmp_path(path);
     if (!tmp) return -1;
     hid_t f = h5_create(tmp);
-    hsize_t n = t->s->n_params;
+    hsize_t n = m->s->n_params;
     int rc = f < 0 ? -1 : 0;
-    if (rc == 0) rc = h5_write_f32(f, "params", 1, &n, t->s->mem);
-    if (rc == 0) rc = h5_write_f32(f, "adam_m", 1, &n, t->m);
-    if (rc == 0) rc = h5_write_f32(f, "adam_v", 1, &n, t->v);
-    if (rc == 0) rc = sae_curve_write(f, t->curve);
+    if (rc == 0) rc = h5_write_f32(f, "params", 1, &n, m->s->mem);
+    if (rc == 0) rc = h5_write_f32(f, "adam_m", 1, &n, m->m);
+    if (rc == 0) rc = h5_write_f32(f, "adam_v", 1, &n, m->v);
+    if (rc == 0) rc = sae_curve_write(f, m->curve);
     if (rc == 0) rc = h5_attr_i64(f, "step", t->step);
     if (rc == 0) rc = h5_attr_i64(f, "n_steps", t->n_steps);
-    if (rc == 0) rc = h5_attr_i64(f, "d_in", t->s->d_in);
-    if (rc == 0) rc = h5_attr_i64(f, "d_sae", t->s->d_sae);
-    if (rc == 0) rc = h5_attr_str(f, "spec_hash", t->o->spec_hash ? t->o->spec_hash : "");
+    if (rc == 0) rc = h5_attr_i64(f, "d_in", m->s->d_in);
+    if (rc == 0) rc = h5_attr_i64(f, "d_sae", m->s->d_sae);
+    if (rc == 0) rc = h5_attr_str(f, "spec_hash", m->o->spec_hash ? m->o->spec_hash : "");
     if (f >= 0 && h5_close(f) < 0) rc = -1;
     if (rc == 0) rc = atomic_rename(tmp, path);
     if (rc < 0) remove(tmp);
@@ -365,66 +400,83 @@ static int read_floats(hid_t f, const char *name, size_t n, float *out) {
     return 0;
 }
 
-/* 1 = resumed, 0 = no usable checkpoint, -1 = error reading one that matches. */
-static int read_checkpoint(struct trainer *t) {
-    const char *path = t->o->checkpoint_path;
-    if (!path || !file_exists(path)) return 0;
+/* Open path and check that it is a checkpoint of this run (spec hash, step count,
+ * sizes): the file and its step, or -1 when there is none usable (warned). */
+static hid_t open_checkpoint(const char *path, const char *hash, int64_t n_steps, int64_t d_in,
+                             int64_t d_sae, int64_t *step) {
+    if (!path || !file_exists(path)) return -1;
     hid_t f = h5_open_ro(path);
     if (f < 0) {
         log_warn("%s: unreadable checkpoint ignored (%s)", path, err_msg());
-        return 0;
+        return -1;
     }
-    char *hash = NULL;
-    int64_t step = 0, n_steps = 0, din = 0, dsae = 0;
-    int rc = 0;
-    if (h5_get_attr_str(f, "spec_hash", &hash) < 0 || h5_get_attr_i64(f, "step", &step) < 0 ||
-        h5_get_attr_i64(f, "n_steps", &n_steps) < 0 || h5_get_attr_i64(f, "d_in", &din) < 0 ||
-        h5_get_attr_i64(f, "d_sae", &dsae) < 0) {
+    char *h = NULL;
+    int64_t ns = 0, din = 0, dsae = 0;
+    bool ok = false;
+    if (h5_get_attr_str(f, "spec_hash", &h) < 0 || h5_get_attr_i64(f, "step", step) < 0 ||
+        h5_get_attr_i64(f, "n_steps", &ns) < 0 || h5_get_attr_i64(f, "d_in", &din) < 0 ||
+        h5_get_attr_i64(f, "d_sae", &dsae) < 0)
         log_warn("%s: incomplete checkpoint ignored (%s)", path, err_msg());
-    } else if (strcmp(hash, t->o->spec_hash ? t->o->spec_hash : "") != 0 ||
-               n_steps != t->n_steps || din != t->s->d_in || dsae != t->s->d_sae) {
+    else if (strcmp(h, hash ? hash : "") != 0 || ns != n_steps || (d_in && din != d_in) ||
+             (d_sae && dsae != d_sae))
         log_warn("%s: checkpoint of a different run (spec hash or sizes differ); starting over",
                  path);
-    } else {
-        size_t n = t->s->n_params;
-        sae_curve_free(t->curve);
-        if (read_floats(f, "params", n, t->s->mem) < 0 || read_floats(f, "adam_m", n, t->m) < 0 ||
-            read_floats(f, "adam_v", n, t->v) < 0 || sae_curve_read(f, t->curve) < 0)
-            rc = err_prefix("checkpoint %s", path);
-        else {
-            t->step = step;
-            sae_refresh_norms(t->s);
-            rc = 1;
-        }
+    else
+        ok = true;
+    free(h);
+    if (!ok) {
+        h5_close(f);
+        return -1;
     }
-    free(hash);
+    return f;
+}
+
+int64_t sae_checkpoint_step(const struct sae_train_opts *o) {
+    int64_t step = 0;
+    hid_t f = open_checkpoint(o->checkpoint_path, o->spec_hash, sae_train_n_steps(o), 0, 0, &step);
+    if (f < 0) return 0;
     h5_close(f);
-    return rc;
+    return step;
+}
+
+/* Member m's step from its checkpoint (0 when it starts fresh); -1 on a read error. */
+static int64_t read_checkpoint(const struct trainer *t, struct member *m) {
+    int64_t step = 0;
+    hid_t f = open_checkpoint(m->o->checkpoint_path, m->o->spec_hash, t->n_steps, m->s->d_in,
+                              m->s->d_sae, &step);
+    if (f < 0) return 0;
+    size_t n = m->s->n_params;
+    sae_curve_free(m->curve);
+    int rc = 0;
+    if (read_floats(f, "params", n, m->s->mem) < 0 || read_floats(f, "adam_m", n, m->m) < 0 ||
+        read_floats(f, "adam_v", n, m->v) < 0 || sae_curve_read(f, m->curve) < 0)
+        rc = err_prefix("checkpoint %s", m->o->checkpoint_path);
+    else
+        sae_refresh_norms(m->s);
+    h5_close(f);
+    return rc < 0 ? -1 : step;
 }
 
 /* ---------------------------------------------------------------------------
- * The loop.
+ * Setup.
  */
-static int trainer_init(struct trainer *t, const struct sae_train_opts *o, const struct lm *lm,
-                        const struct token_dataset *data, struct sae *s, struct sae_curve *curve) {
-    memset(t, 0, sizeof *t);
-    t->o = o;
-    t->lm = lm;
-    t->data = data;
-    t->s = s;
-    t->curve = curve;
-    t->bos = o->prepend_bos && data->bos_id >= 0 ? (int)data->bos_id : -1;
-    t->n_steps = sae_train_n_steps(o);
-    if (o->batch < 1 || o->context < 2 || o->grad_accum < 1 || o->ratio < 1)
-        return err_set("batch, context, grad_accum and ratio must be positive");
-    if (data->vocab_size > lm->cfg.vocab_size)
-        return err_set("%s: vocabulary %lld is larger than the model's %d", data->path,
-                       (long long)data->vocab_size, lm->cfg.vocab_size);
-    t->n_windows = sae_n_windows(data, o->context, t->bos);
-    if (t->n_windows < 1)
-        return err_set("%s: %lld tokens do not fill one window of %d", data->path,
-                       (long long)data->n_tokens, o->context);
-    int d = lm->cfg.d_model;
+static int same_data(const struct sae_train_opts *a, const struct sae_train_opts *b) {
+    if (a->set.layer != b->set.layer || a->seed != b->seed || a->batch != b->batch ||
+        a->context != b->context || a->grad_accum != b->grad_accum ||
+        a->train_tokens != b->train_tokens || a->prepend_bos != b->prepend_bos)
+        return err_set("%s and %s cannot train together: layer, seed, batch, context, "
+                       "grad_accum, train_tokens and prepend_bos must agree",
+                       a->name, b->name);
+    return 0;
+}
+
+static int member_init(struct trainer *t, struct member *m, const struct sae_train_opts *o,
+                       struct sae *s, struct sae_curve *curve) {
+    m->o = o;
+    m->s = s;
+    m->curve = curve;
+    int d = t->lm->cfg.d_model;
+    if (o->ratio < 1) return err_set("%s: ratio must be positive", o->name);
     if (sae_new(s, d, o->ratio * d) < 0) return -1;
     if (o->init) {
         if (o->init->d_in != s->d_in || o->init->d_sae != s->d_sae)
@@ -435,69 +487,141 @@ static int trainer_init(struct trainer *t, const struct sae_train_opts *o, const
     } else if (sae_init(s, o->seed) < 0) {
         return -1;
     }
-    if (sae_objective_init(&t->obj, &o->set, lm, s, o->batch, o->context) < 0) return -1;
+    if (sae_objective_init(&m->obj, &o->set, t->lm, s, o->batch, o->context, false) < 0)
+        return -1;
     size_t np = s->n_params;
-    t->grad_mem = xcalloc(np, sizeof(float));
-    t->m = xcalloc(np, sizeof(float));
-    t->v = xcalloc(np, sizeof(float));
+    m->grad_mem = xcalloc(np, sizeof(float));
+    m->m = xcalloc(np, sizeof(float));
+    m->v = xcalloc(np, sizeof(float));
+    if (!m->grad_mem || !m->m || !m->v) return -1;
+    sae_point_params(s, m->grad_mem, &m->g);
+    return 0;
+}
+
+static int trainer_init(struct trainer *t, int n, const struct sae_train_opts *opts,
+                        const struct lm *lm, const struct token_dataset *data, struct sae *saes,
+                        struct sae_curve *curves) {
+    memset(t, 0, sizeof *t);
+    const struct sae_train_opts *o = &opts[0];
+    t->o = o;
+    t->lm = lm;
+    t->data = data;
+    t->bos = o->prepend_bos && data->bos_id >= 0 ? (int)data->bos_id : -1;
+    t->n_steps = sae_train_n_steps(o);
+    if (o->batch < 1 || o->context < 2 || o->grad_accum < 1)
+        return err_set("batch, context and grad_accum must be positive");
+    if (data->vocab_size > lm->cfg.vocab_size)
+        return err_set("%s: vocabulary %lld is larger than the model's %d", data->path,
+                       (long long)data->vocab_size, lm->cfg.vocab_size);
+    t->n_windows = sae_n_windows(data, o->context, t->bos);
+    if (t->n_windows < 1)
+        return err_set("%s: %lld tokens do not fill one window of %d", data->path,
+                       (long long)data->n_tokens, o->context);
+    for (int i = 1; i < n; i++)
+        if (same_data(o, &opts[i]) < 0) return -1;
+    t->mem = xcalloc((size_t)n, sizeof *t->mem);
+    if (!t->mem) return -1;
+    t->n = n;
+    for (int i = 0; i < n; i++) {
+        if (member_init(t, &t->mem[i], &opts[i], &saes[i], &curves[i]) < 0)
+            return err_prefix("%s", opts[i].name);
+        if (opts[i].set.type != SAE_LOCAL) t->full = true;
+    }
+    t->orig = lm_acts_new(lm, o->batch, o->context, false);
     t->tokens = xmalloc((size_t)o->batch * o->context * sizeof *t->tokens);
     t->order = window_order(t->n_windows, o->seed);
-    if (!t->grad_mem || !t->m || !t->v || !t->tokens || !t->order) return -1;
-    sae_point_params(s, t->grad_mem, &t->g);
+    if (!t->orig || !t->tokens || !t->order) return -1;
+    return 0;
+}
+
+/* All members resume from their checkpoints, which must be at one step. */
+static int resume(struct trainer *t) {
+    for (int i = 0; i < t->n; i++) {
+        int64_t step = read_checkpoint(t, &t->mem[i]);
+        if (step < 0) return -1;
+        if (i > 0 && step != t->step)
+            return err_set("%s is at step %lld but %s at step %lld: SAEs trained together must "
+                           "resume from the same step",
+                           t->mem[i].o->name, (long long)step, t->mem[0].o->name,
+                           (long long)t->step);
+        t->step = step;
+    }
+    if (t->step > 0)
+        log_info("%s%s: resuming from step %lld of %lld", t->o->name,
+                 t->n > 1 ? " and the SAEs trained with it" : "", (long long)t->step,
+                 (long long)t->n_steps);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The loop.
+ */
+static int after_step(struct trainer *t, bool last, bool stop) {
+    int64_t log_every = t->n_steps / 200 > 1 ? t->n_steps / 200 : 1;
+    for (int i = 0; i < t->n; i++) {
+        struct member *m = &t->mem[i];
+        if (t->step % log_every == 0 || last) {
+            if (curve_push(m->curve, &m->row) < 0) return -1;
+            log_debug("%s step %lld: loss %.5g mse %.4g kl %.4g l0 %.1f lr %.3g", m->o->name,
+                      (long long)t->step, m->row.loss, m->row.mse, m->row.kl, m->row.l0,
+                      m->row.lr);
+        }
+    }
+    t->step++;
+    bool save = !last && (t->step % t->o->checkpoint_every == 0 || stop);
+    for (int i = 0; save && i < t->n; i++)
+        if (t->mem[i].o->checkpoint_path && write_checkpoint(t, &t->mem[i]) < 0) return -1;
     return 0;
 }
 
 static int run_steps(struct trainer *t, bool *finished) {
     const struct sae_train_opts *o = t->o;
-    int64_t log_every = t->n_steps / 200 > 1 ? t->n_steps / 200 : 1;
     int64_t per = (int64_t)o->batch * o->context * o->grad_accum, done_here = 0;
+    char what[160];
+    if (t->n > 1) snprintf(what, sizeof what, "%s (+%d trained with it)", o->name, t->n - 1);
+    else snprintf(what, sizeof what, "%s", o->name);
     struct progress pr;
-    progress_begin(&pr, o->name, "tok", (double)((t->n_steps - t->step) * per));
-    *finished = false;
+    progress_begin(&pr, what, "tok", (double)((t->n_steps - t->step) * per));
     while (t->step < t->n_steps) {
-        struct sae_curve_row row;
-        if (train_step(t, &row) < 0) return err_prefix("step %lld", (long long)t->step);
+        if (train_step(t) < 0) return err_prefix("step %lld", (long long)t->step);
         bool last = t->step == t->n_steps - 1;
-        if (t->step % log_every == 0 || last) {
-            if (curve_push(t->curve, &row) < 0) return -1;
-            log_debug("%s step %lld: loss %.5g mse %.4g kl %.4g l0 %.1f lr %.3g", o->name,
-                      (long long)t->step, row.loss, row.mse, row.kl, row.l0, row.lr);
-        }
-        t->step++;
         done_here++;
-        progress_update(&pr, (double)(done_here * per));
         bool stop = o->stop_after_steps > 0 && done_here >= o->stop_after_steps;
-        if (o->checkpoint_path && !last &&
-            (t->step % o->checkpoint_every == 0 || stop) && write_checkpoint(t) < 0)
-            return -1;
+        if (after_step(t, last, stop) < 0) return -1;
+        progress_update(&pr, (double)(done_here * per));
         if (stop && !last) break;
     }
     progress_end(&pr, (double)(done_here * per));
-    *finished = t->step == t->n_steps;
+    for (int i = 0; i < t->n; i++) finished[i] = t->step == t->n_steps;
+    return 0;
+}
+
+int sae_train_group(int n, const struct sae_train_opts *opts, const struct lm *lm,
+                    const struct token_dataset *data, struct sae *saes, struct sae_curve *curves,
+                    bool *finished) {
+    if (n < 1) return err_set("sae_train_group: no SAEs");
+    for (int i = 0; i < n; i++) {
+        memset(&saes[i], 0, sizeof saes[i]);
+        memset(&curves[i], 0, sizeof curves[i]);
+        finished[i] = false;
+    }
+    struct trainer t;
+    int rc = trainer_init(&t, n, opts, lm, data, saes, curves);
+    if (rc == 0) rc = resume(&t);
+    if (rc == 0) rc = run_steps(&t, finished);
+    trainer_free(&t);
+    if (rc < 0) {
+        for (int i = 0; i < n; i++) {
+            sae_free(&saes[i]);
+            sae_curve_free(&curves[i]);
+        }
+        return err_prefix("train %s", opts[0].name);
+    }
     return 0;
 }
 
 int sae_train(const struct sae_train_opts *o, const struct lm *lm,
               const struct token_dataset *data, struct sae *s, struct sae_curve *curve,
               bool *finished) {
-    struct trainer t;
-    memset(s, 0, sizeof *s);
-    memset(curve, 0, sizeof *curve);
-    *finished = false;
-    int rc = trainer_init(&t, o, lm, data, s, curve);
-    if (rc == 0) {
-        int r = read_checkpoint(&t);
-        if (r < 0) rc = -1;
-        else if (r > 0)
-            log_info("%s: resuming from step %lld of %lld", o->name, (long long)t.step,
-                     (long long)t.n_steps);
-    }
-    if (rc == 0) rc = run_steps(&t, finished);
-    trainer_free(&t);
-    if (rc < 0) {
-        sae_free(s);
-        sae_curve_free(curve);
-        return err_prefix("train %s", o->name);
-    }
-    return 0;
+    return sae_train_group(1, o, lm, data, s, curve, finished);
 }

@@ -78,6 +78,22 @@ int sae_train(const struct sae_train_opts *o, const struct lm *lm,
               const struct token_dataset *data, struct sae *s, struct sae_curve *curve,
               bool *finished);
 
+/* Train n SAEs in lockstep: the original model runs once per micro-batch for all
+ * of them (to their layer, or through the whole model when any is e2e), which
+ * for local SAEs is most of the cost besides the encoder. Their layer, seed
+ * (hence data order), batch, context, grad_accum, train_tokens and prepend_bos
+ * must agree; type, lambda, coefficients, ratio, learning-rate options and
+ * checkpoint paths are their own. Every SAE ends bit-identical to training it
+ * alone. Checkpoints are written for all at the same steps; they must resume
+ * from one step (sae_checkpoint_step tells where each would). saes, curves,
+ * finished have n entries; options are taken from opts[0] where shared. */
+int sae_train_group(int n, const struct sae_train_opts *opts, const struct lm *lm,
+                    const struct token_dataset *data, struct sae *saes, struct sae_curve *curves,
+                    bool *finished);
+
+/* The step a run would resume from (0 = no usable checkpoint). */
+int64_t sae_checkpoint_step(const struct sae_train_opts *o);
+
 /* The optimiser pieces of a step (exposed for benchmarks): the global norm of a
  * gradient buffer (NAN when out of memory, error set), and one torch.optim.Adam step on p with gradient gscale·g
  * (t = 1-based step) that also zeroes g for the next accumulation. */

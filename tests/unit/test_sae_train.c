@@ -301,6 +301,68 @@ static void test_killed_run_resumes_bit_identical(void **state) {
     sae_curve_free(&c);
 }
 
+/* SAEs of one layer and seed trained together (sharing the model's forward pass)
+ * end bit-identical to each trained alone, also when stopped and resumed. */
+static void test_lockstep_group_matches_training_alone(void **state) {
+    struct fixture *f = *state;
+    struct sae_train_opts o[3] = {opts(SAE_LOCAL, NULL), opts(SAE_LOCAL, NULL),
+                                  opts(SAE_E2E_DS, NULL)};
+    o[0].name = "a", o[1].name = "b", o[2].name = "c";
+    o[1].set.lambda = 2, o[1].ratio = 2, o[1].lr = 1e-3;
+    o[2].set.lambda = 1;
+    struct sae alone[3], grp[3];
+    struct sae_curve calone[3], cgrp[3];
+    for (int i = 0; i < 3; i++) train_full(f, &o[i], &alone[i], &calone[i]);
+    char *ck[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "g%d.ckpt.h5", i);
+        ck[i] = path_join(f->dir, name);
+        remove(ck[i]);
+        o[i].checkpoint_path = ck[i];
+        o[i].stop_after_steps = 5;
+    }
+    bool done[3] = {false};
+    int calls = 0;
+    while (!done[0]) {
+        if (sae_train_group(3, o, f->lm, &f->data, grp, cgrp, done) < 0) fail_msg("%s", err_msg());
+        calls++;
+        assert_true(done[1] == done[0] && done[2] == done[0]);
+        if (!done[0]) {
+            assert_int_equal(sae_checkpoint_step(&o[1]), 5 * calls);
+            for (int i = 0; i < 3; i++) {
+                sae_free(&grp[i]);
+                sae_curve_free(&cgrp[i]);
+            }
+        }
+    }
+    assert_int_equal(calls, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_same_run(&alone[i], &calone[i], &grp[i], &cgrp[i]);
+        sae_free(&alone[i]);
+        sae_free(&grp[i]);
+        sae_curve_free(&calone[i]);
+        sae_curve_free(&cgrp[i]);
+    }
+    // members at different steps refuse to train together
+    o[0].stop_after_steps = 2;
+    remove(ck[0]), remove(ck[1]), remove(ck[2]);
+    assert_int_equal(sae_train(&o[0], f->lm, &f->data, &grp[0], &cgrp[0], done), 0);
+    sae_free(&grp[0]);
+    sae_curve_free(&cgrp[0]);
+    assert_int_equal(sae_train_group(2, o, f->lm, &f->data, grp, cgrp, done), -1);
+    assert_non_null(strstr(err_msg(), "same step"));
+    struct sae_train_opts other = o[1];
+    other.seed = 10;
+    struct sae_train_opts pair[2] = {o[1], other};
+    assert_int_equal(sae_train_group(2, pair, f->lm, &f->data, grp, cgrp, done), -1);
+    assert_non_null(strstr(err_msg(), "cannot train together"));
+    for (int i = 0; i < 3; i++) {
+        remove(ck[i]);
+        free(ck[i]);
+    }
+}
+
 static void test_checkpoint_of_another_run_is_not_resumed(void **state) {
     struct fixture *f = *state;
     remove(f->ckpt);
@@ -589,6 +651,7 @@ int main(void) {
         cmocka_unit_test(test_stopped_and_resumed_run_is_bit_identical),
         cmocka_unit_test(test_killed_run_resumes_bit_identical),
         cmocka_unit_test(test_checkpoint_of_another_run_is_not_resumed),
+        cmocka_unit_test(test_lockstep_group_matches_training_alone),
         cmocka_unit_test(test_sweep_trains_every_sae_once_and_tabulates),
         cmocka_unit_test(test_interrupted_sweep_resumes_bit_identical),
         cmocka_unit_test(test_sweep_checks_inputs_before_training),
