@@ -67,16 +67,40 @@ int sae_local_loss(const struct sae *s, struct sae_work *w, struct sae_codes *co
  */
 void sae_objective_free(struct sae_objective *o) {
     lm_acts_free(o->orig);
-    lm_acts_free(o->spliced);
-    free(o->xhat);
-    free(o->d_resid);
-    free(o->d_lnf);
-    free(o->d_extra);
-    free(o->d_extra_mem);
-    kl_chunker_free(&o->kl);
-    sae_codes_free(&o->codes);
-    sae_work_free(&o->work);
+    if (!o->borrows_buffers) {
+        lm_acts_free(o->spliced);
+        free(o->xhat);
+        free(o->d_resid);
+        free(o->d_lnf);
+        free(o->d_extra);
+        free(o->d_extra_mem);
+        kl_chunker_free(&o->kl);
+    }
+    if (!o->borrows_codes && o->codes) sae_codes_free(o->codes);
+    if (!o->borrows_work && o->work) sae_work_free(o->work);
     memset(o, 0, sizeof *o);
+}
+
+/* Borrow from lender what only lives during one step (see objective.h). */
+static void borrow(struct sae_objective *o, const struct sae_objective *lender,
+                   const struct sae *s) {
+    o->codes = lender->codes;
+    o->borrows_codes = true;
+    if (lender->work->chunk && lender->d_sae == s->d_sae) {
+        o->work = lender->work;
+        o->borrows_work = true;
+    }
+    if (lender->set.type == o->set.type && lender->set.layer == o->set.layer) {
+        o->spliced = lender->spliced;
+        o->xhat = lender->xhat;
+        o->d_resid = lender->d_resid;
+        o->d_lnf = lender->d_lnf;
+        o->d_extra = lender->d_extra;
+        o->d_extra_mem = lender->d_extra_mem;
+        o->kl = lender->kl;
+        o->n_points = lender->n_points;
+        o->borrows_buffers = true;
+    }
 }
 
 static int alloc_e2e(struct sae_objective *o, const struct lm *lm, size_t NC) {
@@ -102,12 +126,16 @@ static int alloc_e2e(struct sae_objective *o, const struct lm *lm, size_t NC) {
 }
 
 int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
-                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig) {
+                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig,
+                       const struct sae_objective *lender) {
     memset(o, 0, sizeof *o);
     o->set = *set;
     o->lm = lm;
     o->B = B;
     o->T = T;
+    o->d_sae = s->d_sae;
+    o->codes = &o->own_codes;
+    o->work = &o->own_work;
     if (set->layer < 0 || set->layer >= lm->cfg.n_layer)
         return err_set("SAE layer %d: the model has blocks 0..%d", set->layer,
                        lm->cfg.n_layer - 1);
@@ -116,12 +144,16 @@ int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
                        lm->cfg.d_model);
     size_t NC = (size_t)B * T * s->d_in;
     int rc = 0;
+    if (lender && (lender->B != B || lender->T != T))
+        return err_set("SAE objective: cannot share buffers of batch %dx%d at %dx%d", lender->B,
+                       lender->T, B, T);
+    if (lender) borrow(o, lender, s);
     if (own_orig && !(o->orig = lm_acts_new(lm, B, T, false))) rc = -1;
-    if (rc == 0 && sae_work_init(&o->work, s) < 0) rc = -1;
-    if (rc == 0 && set->type == SAE_LOCAL) {
+    if (rc == 0 && !o->borrows_work && sae_work_init(o->work, s) < 0) rc = -1;
+    if (rc == 0 && !o->borrows_buffers && set->type == SAE_LOCAL) {
         o->xhat = xmalloc(NC * sizeof(float));
         if (!o->xhat) rc = -1;
-    } else if (rc == 0) {
+    } else if (rc == 0 && !o->borrows_buffers) {
         rc = alloc_e2e(o, lm, NC);
     }
     if (rc < 0) {
@@ -157,7 +189,7 @@ static int step_e2e(struct sae_objective *o, const struct sae *s, const struct l
     size_t n = (size_t)N * s->d_in;
     float *xhat = o->spliced->resid[L];
     const float *x = orig->resid[L];
-    if (sae_decode(s, &o->work, &o->codes, xhat) < 0 ||
+    if (sae_decode(s, o->work, o->codes, xhat) < 0 ||
         lm_blocks_forward(lm, o->spliced, L, nl) < 0 || lm_final_norm(lm, o->spliced) < 0)
         return -1;
     loss->mse = sq_diff(xhat, x, n, 0, NULL) / (double)n;
@@ -179,7 +211,7 @@ static int step_e2e(struct sae_objective *o, const struct sae *s, const struct l
         lm_blocks_backward(lm, o->spliced, L, nl, o->d_resid, o->d_extra, NULL) < 0)
         return -1;
     float l1 = (float)(grad_scale * o->set.lambda / ((double)N * s->d_in));
-    return sae_backward(s, &o->work, x, &o->codes, o->d_resid, l1, grads);
+    return sae_backward(s, o->work, x, o->codes, o->d_resid, l1, grads);
 }
 
 int sae_orig_forward(const struct lm *lm, struct lm_acts *orig, const int32_t *tokens,
@@ -202,10 +234,10 @@ int sae_objective_step_given(struct sae_objective *o, const struct sae *s,
                        o->T);
     const float *x = orig->resid[L];
     if (o->set.type == SAE_LOCAL)
-        return sae_local_loss(s, &o->work, &o->codes, x, N, o->set.lambda, o->xhat, grad_scale,
+        return sae_local_loss(s, o->work, o->codes, x, N, o->set.lambda, o->xhat, grad_scale,
                               grads, loss);
-    if (sae_encode(s, &o->work, x, N, &o->codes) < 0) return -1;
-    sparsity_terms(&o->codes, s->d_in, o->set.lambda, loss);
+    if (sae_encode(s, o->work, x, N, o->codes) < 0) return -1;
+    sparsity_terms(o->codes, s->d_in, o->set.lambda, loss);
     if (step_e2e(o, s, orig, grad_scale, grads, loss) < 0) return err_prefix("SAE e2e step");
     return 0;
 }

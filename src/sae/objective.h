@@ -74,14 +74,24 @@ struct sae_objective {
     float **d_extra;         /* n_layer+1 entries, non-NULL for the downstream hooks */
     float *d_extra_mem;
     struct kl_chunker kl;
-    struct sae_codes codes;
-    struct sae_work work;
+    struct sae_codes *codes; /* own_codes, or a lender's */
+    struct sae_work *work;   /* own_work, or a lender's */
+    struct sae_codes own_codes;
+    struct sae_work own_work;
+    int d_sae;
+    bool borrows_buffers, borrows_codes, borrows_work;
 };
 
 /* own_orig: allocate the original run's activations here (for sae_objective_step);
- * false when the caller shares one original run between several SAEs. */
+ * false when the caller shares one original run between several SAEs.
+ * lender (may be NULL): an objective of the same batch shape whose scratch this one
+ * may use, because the two never step at the same time (SAEs trained in lockstep
+ * take turns): the codes always, the SAE work buffers when d_sae agrees, and the
+ * model activations and gradient buffers when type and layer agree. The lender
+ * must outlive the borrower. */
 int sae_objective_init(struct sae_objective *o, const struct sae_setting *set,
-                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig);
+                       const struct lm *lm, const struct sae *s, int B, int T, bool own_orig,
+                       const struct sae_objective *lender);
 void sae_objective_free(struct sae_objective *o);
 
 /* tokens (B,T). Computes the loss terms; when grads is not NULL adds

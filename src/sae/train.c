@@ -471,7 +471,7 @@ static int same_data(const struct sae_train_opts *a, const struct sae_train_opts
 }
 
 static int member_init(struct trainer *t, struct member *m, const struct sae_train_opts *o,
-                       struct sae *s, struct sae_curve *curve) {
+                       struct sae *s, struct sae_curve *curve, const struct member *lender) {
     m->o = o;
     m->s = s;
     m->curve = curve;
@@ -487,7 +487,8 @@ static int member_init(struct trainer *t, struct member *m, const struct sae_tra
     } else if (sae_init(s, o->seed) < 0) {
         return -1;
     }
-    if (sae_objective_init(&m->obj, &o->set, t->lm, s, o->batch, o->context, false) < 0)
+    if (sae_objective_init(&m->obj, &o->set, t->lm, s, o->batch, o->context, false,
+                           lender ? &lender->obj : NULL) < 0)
         return -1;
     size_t np = s->n_params;
     m->grad_mem = xcalloc(np, sizeof(float));
@@ -523,7 +524,13 @@ static int trainer_init(struct trainer *t, int n, const struct sae_train_opts *o
     if (!t->mem) return -1;
     t->n = n;
     for (int i = 0; i < n; i++) {
-        if (member_init(t, &t->mem[i], &opts[i], &saes[i], &curves[i]) < 0)
+        // members take turns, so each borrows the step scratch of the first member of
+        // its type (or of the first member, for the codes)
+        const struct member *lender = NULL;
+        for (int j = 0; j < i && !lender; j++)
+            if (opts[j].set.type == opts[i].set.type) lender = &t->mem[j];
+        if (!lender && i > 0) lender = &t->mem[0];
+        if (member_init(t, &t->mem[i], &opts[i], &saes[i], &curves[i], lender) < 0)
             return err_prefix("%s", opts[i].name);
         if (opts[i].set.type != SAE_LOCAL) t->full = true;
     }

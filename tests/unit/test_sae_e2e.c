@@ -143,11 +143,11 @@ static void check_case(const char *name, bool expect_dense) {
         const char *tn = sae_type_name(set.type);
         hid_t gr = H5Gopen2(f, tn, H5P_DEFAULT);
         struct sae_objective o;
-        if (sae_objective_init(&o, &set, lm, &s, B, T, true) < 0) fail_msg("%s", err_msg());
+        if (sae_objective_init(&o, &set, lm, &s, B, T, true, NULL) < 0) fail_msg("%s", err_msg());
         memset(grad_mem, 0, s.n_params * sizeof(float));
         struct sae_loss loss;
         if (sae_objective_step(&o, &s, tokens, 1.0f, &g, &loss) < 0) fail_msg("%s", err_msg());
-        assert_int_equal(sae_codes_dense(&o.codes), expect_dense);
+        assert_int_equal(sae_codes_dense(o.codes), expect_dense);
         print_message("  %s/%s: loss %.6g kl %.6g ds %.6g mse %.6g l0 %.2f\n", name, tn,
                       loss.loss, loss.kl, loss.ds_mse, loss.mse, loss.l0);
         char what[64];
@@ -204,12 +204,12 @@ static void test_layer_and_width_are_checked(void **state) {
     assert_int_equal(sae_new(&s, lm->cfg.d_model, 64), 0);
     struct sae_objective o;
     struct sae_setting set = {.type = SAE_E2E, .layer = lm->cfg.n_layer, .lambda = 1};
-    assert_int_equal(sae_objective_init(&o, &set, lm, &s, 1, 4, true), -1);
+    assert_int_equal(sae_objective_init(&o, &set, lm, &s, 1, 4, true, NULL), -1);
     assert_non_null(strstr(err_msg(), "layer"));
     sae_free(&s);
     assert_int_equal(sae_new(&s, lm->cfg.d_model + 1, 64), 0);
     set.layer = 0;
-    assert_int_equal(sae_objective_init(&o, &set, lm, &s, 1, 4, true), -1);
+    assert_int_equal(sae_objective_init(&o, &set, lm, &s, 1, 4, true, NULL), -1);
     assert_non_null(strstr(err_msg(), "d_model"));
     sae_free(&s);
     lm_free(lm);
@@ -233,7 +233,7 @@ static void test_llama_e2e_ds_gradient_matches_finite_difference(void **state) {
     struct sae_setting set = {.type = SAE_E2E_DS, .layer = 1, .lambda = 0.5, .kl_coeff = 0.5,
                               .ds_coeff = 2.5};
     struct sae_objective o;
-    if (sae_objective_init(&o, &set, lm, &s, B, T, true) < 0) fail_msg("%s", err_msg());
+    if (sae_objective_init(&o, &set, lm, &s, B, T, true, NULL) < 0) fail_msg("%s", err_msg());
     assert_true(o.n_points > 0);
     float *gm = calloc(s.n_params, sizeof(float));
     struct sae_params g;
