@@ -226,43 +226,64 @@ static struct sae_train_opts train_opts(const struct config *cfg, const struct s
     return o;
 }
 
-/* 1 = trained and saved, 0 = left unfinished (max_steps), -1 = error */
-static int train_one(struct run_ctx *r, const struct sae_spec *sp, int64_t max_steps,
-                     const char *path) {
-    char *ckpt = sae_path(r->dir, sp->name, ".ckpt.h5");
-    if (!ckpt) return -1;
-    struct sae_train_opts o = train_opts(r->cfg, sp, ckpt, max_steps);
-    struct sae s;
-    struct sae_curve curve;
-    bool finished = false;
-    double t0 = now_seconds();
-    int rc = sae_train(&o, r->lm, r->train, &s, &curve, &finished);
-    if (rc == 0 && finished) {
-        struct sae_eval_opts eo = {.layer = sp->set.layer,
-                                   .context = o.context,
-                                   .batch = o.batch,
-                                   .n_tokens = cfg_int(r->cfg, "sae.eval_tokens"),
-                                   .prepend_bos = o.prepend_bos};
-        struct sae_metrics m;
-        rc = sae_evaluate(&s, r->lm, r->eval, &eo, &m);
-        if (rc == 0) {
-            rc = save(r, sp, &s, &curve, &m, sae_train_n_steps(&o), path);
-            if (rc == 0) {
-                log_info("%s: L0 %.1f, alive %lld/%lld, CE %+.4f, KL %.4f, EV %.3f (%.0f s)",
-                         sp->name, m.l0, (long long)m.alive, (long long)m.d_sae, m.ce_increase,
-                         m.kl, m.explained_variance, now_seconds() - t0);
-                remove(ckpt);
-            }
-            sae_metrics_free(&m);
-        }
-    }
+// Evaluate a finished SAE, write its file, drop its checkpoint.
+static int finish_one(struct run_ctx *r, const struct sae_spec *sp,
+                      const struct sae_train_opts *o, const struct sae *s,
+                      const struct sae_curve *curve, double t0) {
+    struct sae_eval_opts eo = {.layer = sp->set.layer,
+                               .context = o->context,
+                               .batch = o->batch,
+                               .n_tokens = cfg_int(r->cfg, "sae.eval_tokens"),
+                               .prepend_bos = o->prepend_bos};
+    struct sae_metrics m;
+    char *path = sae_path(r->dir, sp->name, ".h5");
+    int rc = path ? sae_evaluate(s, r->lm, r->eval, &eo, &m) : -1;
     if (rc == 0) {
-        sae_free(&s);
-        sae_curve_free(&curve);
+        rc = save(r, sp, s, curve, &m, sae_train_n_steps(o), path);
+        if (rc == 0) {
+            log_info("%s: L0 %.1f, alive %lld/%lld, CE %+.4f, KL %.4f, EV %.3f (%.0f s)",
+                     sp->name, m.l0, (long long)m.alive, (long long)m.d_sae, m.ce_increase,
+                     m.kl, m.explained_variance, now_seconds() - t0);
+            remove(o->checkpoint_path);
+        }
+        sae_metrics_free(&m);
     }
+    free(path);
+    return rc < 0 ? err_prefix("%s", sp->name) : 0;
+}
+
+/* Train a lockstep group (sae_train_group) and finish its members: the number
+ * trained and saved (0 when max_steps left them unfinished), or -1. */
+static int train_group(struct run_ctx *r, const struct sae_spec *const *sp, int n,
+                       int64_t max_steps) {
+    struct sae_train_opts *o = xcalloc((size_t)n, sizeof *o);
+    char **ckpt = xcalloc((size_t)n, sizeof *ckpt);
+    struct sae *s = xcalloc((size_t)n, sizeof *s);
+    struct sae_curve *c = xcalloc((size_t)n, sizeof *c);
+    bool *finished = xcalloc((size_t)n, sizeof *finished);
+    int rc = (!o || !ckpt || !s || !c || !finished) ? -1 : 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (!(ckpt[i] = sae_path(r->dir, sp[i]->name, ".ckpt.h5"))) rc = -1;
+        else o[i] = train_opts(r->cfg, sp[i], ckpt[i], max_steps);
+    }
+    double t0 = now_seconds();
+    if (rc == 0) rc = sae_train_group(n, o, r->lm, r->train, s, c, finished);
+    int trained = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (finished[i] && finish_one(r, sp[i], &o[i], &s[i], &c[i], t0) < 0) rc = -1;
+        else trained += finished[i];
+    }
+    for (int i = 0; s && c && i < n; i++) { // (all zeroed already if training failed)
+        sae_free(&s[i]);
+        sae_curve_free(&c[i]);
+    }
+    for (int i = 0; ckpt && i < n; i++) free(ckpt[i]);
+    free(o);
     free(ckpt);
-    if (rc < 0) return -1;
-    return finished ? 1 : 0;
+    free(s);
+    free(c);
+    free(finished);
+    return rc < 0 ? -1 : trained;
 }
 
 /* ---------------------------------------------------------------------------
@@ -402,6 +423,56 @@ static int open_inputs(struct run_ctx *r, struct lm **lm, struct token_dataset *
     return 0;
 }
 
+/* Train every incomplete SAE, in lockstep groups of up to SAE_LOCKSTEP SAEs that
+ * share a layer and a seed (so a data order) and would resume from the same step. */
+static int run_groups(struct run_ctx *r, const struct sae_sweep *sw, int64_t max_steps,
+                      struct sae_sweep_result *res) {
+    int n = sw->n, cap = SAE_LOCKSTEP;
+    bool *taken = xcalloc(n ? (size_t)n : 1, sizeof *taken);
+    int64_t *step = xcalloc(n ? (size_t)n : 1, sizeof *step);
+    const struct sae_spec **group = xcalloc(n ? (size_t)n : 1, sizeof *group);
+    int rc = (!taken || !step || !group) ? -1 : 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const struct sae_spec *sp = &sw->specs[i];
+        char *path = sae_path(r->dir, sp->name, ".h5"), *ck = sae_path(r->dir, sp->name, ".ckpt.h5");
+        if (!path || !ck) rc = -1;
+        else if (is_complete(path, sp->hash)) {
+            log_info("%s: complete, skipped", sp->name);
+            res->skipped++;
+            taken[i] = true;
+        } else {
+            struct sae_train_opts o = train_opts(r->cfg, sp, ck, max_steps);
+            step[i] = sae_checkpoint_step(&o);
+        }
+        free(path);
+        free(ck);
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (taken[i]) continue;
+        int g = 0;
+        for (int j = i; j < n && g < cap; j++) {
+            const struct sae_spec *a = &sw->specs[i], *b = &sw->specs[j];
+            if (taken[j] || a->set.layer != b->set.layer || a->rng_seed != b->rng_seed ||
+                step[i] != step[j])
+                continue;
+            group[g++] = b;
+            taken[j] = true;
+        }
+        if (g > 1)
+            log_info("%s and %d more of layer %d, seed %llu: training together", group[0]->name,
+                     g - 1, group[0]->set.layer, (unsigned long long)group[0]->seed);
+        else
+            log_info("%s: training", group[0]->name);
+        int t = train_group(r, group, g, max_steps);
+        if (t < 0) rc = -1;
+        else res->trained += t;
+    }
+    free(taken);
+    free(step);
+    free(group);
+    return rc;
+}
+
 int sae_sweep_run(const struct config *cfg, const struct sae_sources *src, int64_t max_steps,
                   struct sae_sweep_result *res) {
     memset(res, 0, sizeof *res);
@@ -422,21 +493,7 @@ int sae_sweep_run(const struct config *cfg, const struct sae_sources *src, int64
         free(path);
     }
     if (rc == 0 && todo) rc = open_inputs(&r, &lm, &train, &eval);
-    for (int i = 0; rc == 0 && i < sw.n; i++) {
-        const struct sae_spec *sp = &sw.specs[i];
-        char *path = sae_path(r.dir, sp->name, ".h5");
-        if (!path) rc = -1;
-        else if (is_complete(path, sp->hash)) {
-            log_info("%s: complete, skipped", sp->name);
-            res->skipped++;
-        } else {
-            log_info("%s: training (%d of %d)", sp->name, i + 1, sw.n);
-            int t = train_one(&r, sp, max_steps, path);
-            if (t < 0) rc = err_prefix("%s", sp->name);
-            else res->trained += t;
-        }
-        free(path);
-    }
+    if (rc == 0) rc = run_groups(&r, &sw, max_steps, res);
     if (rc == 0) rc = write_tables(&r, &sw);
     if (eval.file >= 0) token_dataset_close(&eval);
     if (train.file >= 0) token_dataset_close(&train);

@@ -31,6 +31,8 @@
 #include "config/config.h"
 #include "sae/objective.h"
 
+#define SAE_LOCKSTEP 4
+
 struct sae_spec {
     char name[96];
     struct sae_setting set;
