@@ -80,6 +80,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libautointerp.a
 test: $(BIN) $(TEST_BIN)
 	AUTOINTERP_BIN=$(abspath $(BIN)) BUILD=$(BUILD) bash scripts/run-tests.sh
 
+# The fuzz-regression test compiles the harnesses' entry points in.
+$(BUILD)/tests/test_fuzz_regressions: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
+
 bench: $(BIN) $(BENCH_BIN)
 	AUTOINTERP_BIN=$(abspath $(BIN)) BUILD=$(BUILD) bash scripts/bench.sh
 
