@@ -42,7 +42,7 @@
 #include <stdint.h>
 
 /* Rows per dense encoder chunk: large enough for sgemm to run at full rate. */
-#define SAE_CHUNK 256
+#define SAE_CHUNK 512
 /* Codes denser than this (nnz / (rows·d_sae)) take the dense sgemm path. */
 #define SAE_DENSE_THRESHOLD 0.02
 

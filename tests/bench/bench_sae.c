@@ -1,6 +1,6 @@
 /* bench_sae.c: tokens/s of SAE training steps (forward, backward, clip, Adam).
  *
- *     bench_sae gpt2s|small sae|local|e2e|e2e_ds BATCH STEPS
+ *     bench_sae gpt2s|small sae|local|local4|e2e|e2e_ds BATCH STEPS
  *
  * gpt2s: GPT-2 small dimensions (12 layers, d 768, 12 heads, vocab 50257, T 1024),
  * random weights, a 60x SAE (46,080 features) at blocks.6.hook_resid_pre.
@@ -11,6 +11,9 @@
  * paths are for); Adam runs at lr 5e-5 so that the sparsity holds while timing.
  *   sae     the local SAE step alone on activations computed beforehand
  *   local   model forward to the hook + the local step (what `train` does)
+ *   local4  4 local SAEs (lambda 4, 2, 1, 0.5) trained in lockstep, sharing the
+ *           forward pass (what `train` does for a sweep); tok/s counts each SAE's
+ *           tokens, i.e. 4 per token of data
  *   e2e     KL through the frozen downstream model
  *   e2e_ds  KL + downstream MSE
  * Each type runs the trainer for 1 step and for 1+STEPS steps and reports the
@@ -129,24 +132,27 @@ static double sae_only(struct sae *s, const float *x, int N, int steps, double *
     return secs;
 }
 
-static double run_trainer(struct sae_train_opts *o, const struct lm *lm,
+/* n SAEs in lockstep (n = 1: one SAE), for 1+steps or 1 step: seconds. */
+static double run_trainer(struct sae_train_opts *o, int n, const struct lm *lm,
                           const struct token_dataset *d, int steps, double *l0) {
-    o->train_tokens = (int64_t)steps * o->batch * o->context;
-    struct sae s;
-    struct sae_curve c;
-    bool done;
+    struct sae s[4];
+    struct sae_curve c[4];
+    bool done[4];
+    for (int i = 0; i < n; i++) o[i].train_tokens = (int64_t)steps * o[i].batch * o[i].context;
     double t0 = now_seconds();
-    if (sae_train(o, lm, d, &s, &c, &done) < 0) die("train");
+    if (sae_train_group(n, o, lm, d, s, c, done) < 0) die("train");
     double secs = now_seconds() - t0;
-    *l0 = c.rows[c.n - 1].l0;
-    sae_free(&s);
-    sae_curve_free(&c);
+    *l0 = c[0].rows[c[0].n - 1].l0;
+    for (int i = 0; i < n; i++) {
+        sae_free(&s[i]);
+        sae_curve_free(&c[i]);
+    }
     return secs;
 }
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: bench_sae gpt2s|small sae|local|e2e|e2e_ds BATCH STEPS\n");
+        fprintf(stderr, "usage: bench_sae gpt2s|small sae|local|local4|e2e|e2e_ds BATCH STEPS\n");
         return 2;
     }
     log_set_level(LOG_WARN);
@@ -155,7 +161,8 @@ int main(int argc, char **argv) {
         if (strcmp(argv[1], kinds[i].name) == 0) k = &kinds[i];
     enum sae_type type = SAE_LOCAL;
     bool sae_step_only = strcmp(argv[2], "sae") == 0;
-    if (!k || (!sae_step_only && sae_type_parse(argv[2], &type) < 0)) return 2;
+    int n_saes = strcmp(argv[2], "local4") == 0 ? 4 : 1;
+    if (!k || (!sae_step_only && n_saes == 1 && sae_type_parse(argv[2], &type) < 0)) return 2;
     int B = atoi(argv[3]), steps = atoi(argv[4]), T = k->ctx, N = B * T;
     struct lm *lm = make_model(k);
 
@@ -184,17 +191,19 @@ int main(int argc, char **argv) {
     if (sae_step_only) {
         secs = sae_only(&init, a->resid[k->layer], N, steps, &l0);
     } else {
-        struct sae_train_opts o = {.name = "bench",
-                                   .set = {.type = type, .layer = k->layer, .lambda = 4,
-                                           .kl_coeff = 0.5, .ds_coeff = 2.5},
-                                   .ratio = k->ratio, .seed = 1, .batch = B, .context = T,
-                                   .grad_accum = 1, .lr = LR, .warmup_fraction = 0,
-                                   .min_lr_fraction = 1, .clip = 10, .checkpoint_every = 1000000,
-                                   .init = &init};
-        double one = run_trainer(&o, lm, &d, 1, &l0);
-        secs = run_trainer(&o, lm, &d, 1 + steps, &l0) - one;
+        struct sae_train_opts o[4];
+        for (int i = 0; i < n_saes; i++)
+            o[i] = (struct sae_train_opts){
+                .name = "bench",
+                .set = {.type = type, .layer = k->layer, .lambda = 4.0 / (1 << i),
+                        .kl_coeff = 0.5, .ds_coeff = 2.5},
+                .ratio = k->ratio, .seed = 1, .batch = B, .context = T, .grad_accum = 1,
+                .lr = LR, .warmup_fraction = 0, .min_lr_fraction = 1, .clip = 10,
+                .checkpoint_every = 1000000, .init = &init};
+        double one = run_trainer(o, n_saes, lm, &d, 1, &l0);
+        secs = run_trainer(o, n_saes, lm, &d, 1 + steps, &l0) - one;
     }
-    double tps = (double)steps * N / secs;
+    double tps = (double)steps * N * n_saes / secs; // SAE-tokens per second
     printf("c       %-6s %-7s B=%-2d T=%-5d d_sae=%-6d %9.1f tok/s  %8.1f ms/step  L0 %6.1f  "
            "peak RSS %7.0f MB\n",
            k->name, argv[2], B, T, init.d_sae, tps, 1000 * secs / steps, l0, peak_rss_mb());

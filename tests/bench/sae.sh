@@ -6,7 +6,9 @@
 #          features) at layer 6, sparsity of a trained SAE (~50 features per token)
 #   small: 4 layers, d 128, T 128, 50x SAE (6,400 features) at layer 2
 # Step types: sae (the local SAE step on given activations), local (+ model forward
-# to the hook), e2e (KL through the frozen later blocks), e2e_ds (+ downstream MSE).
+# to the hook), local4 (4 local SAEs sharing each forward pass, as `train` does for a
+# sweep; tok/s counts SAE-tokens), e2e (KL through the frozen later blocks), e2e_ds
+# (+ downstream MSE).
 # Each line: tokens/s, ms/step, L0 and peak RSS; then C/PyTorch ratios, the targets
 # (local >= 3x, e2e and e2e_ds >= 1.5x) and the e2e/local time ratio.
 # Usage: bash tests/bench/sae.sh   (BUILD=build-x picks the build tree; SAE_BENCH_KINDS
@@ -37,7 +39,7 @@ status=0
 for kind in $kinds; do
     if [ "$kind" = gpt2s ]; then steps=${SAE_BENCH_STEPS:-2}; else steps=${SAE_BENCH_STEPS:-5}; fi
     declare -A c_rate=() t_rate=()
-    for type in sae local e2e e2e_ds; do
+    for type in sae local local4 e2e e2e_ds; do
         case "$kind/$type" in
             gpt2s/e2e*) B=2 ;;
             gpt2s/*) B=4 ;;
@@ -52,9 +54,9 @@ for kind in $kinds; do
             t_rate[$type]=$(echo "$line" | rate)
         fi
     done
-    for type in sae local e2e e2e_ds; do
+    for type in sae local local4 e2e e2e_ds; do
         c=${c_rate[$type]:-0} t=${t_rate[$type]:-0}
-        case $type in sae | local) target=3 ;; *) target=1.5 ;; esac
+        case $type in sae | local*) target=3 ;; *) target=1.5 ;; esac
         if [ "$have_torch" = 1 ] && [ -n "$c" ] && [ -n "$t" ]; then
             awk -v k="$kind" -v ty="$type" -v c="$c" -v t="$t" -v g="$target" 'BEGIN {
                 r = (t > 0) ? c / t : 0

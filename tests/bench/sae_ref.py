@@ -3,7 +3,10 @@
 as bench_sae.c, written the way one would in PyTorch (dense SAE, frozen model
 under no_grad / requires_grad False, torch.optim.Adam), timed on this machine.
 
-usage: sae_ref.py gpt2s|small sae|local|e2e|e2e_ds BATCH STEPS
+usage: sae_ref.py gpt2s|small sae|local|local4|e2e|e2e_ds BATCH STEPS
+
+local4 trains 4 SAEs (lambda 4, 2, 1, 0.5) on one forward pass per batch, as the
+C side does for a sweep; tok/s then counts 4 per token of data.
 
 Same sizes, initialisation (nn.Linear default encoder, orthogonal decoder),
 sparsity calibration (b_enc lowered so ~50 features fire per token on 64 rows
@@ -85,9 +88,11 @@ def main():
     m = make_model(k, gen)
     T, C, L, NH = k["T"], k["C"], k["layer"], k["NH"]
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
-    sae = SAE(C, k["ratio"] * C)
-    opt = torch.optim.Adam(sae.parameters(), lr=LR)
-    lam, kl_coeff, ds_coeff = 4.0, 0.5, 2.5
+    n_saes = 4 if typ == "local4" else 1
+    saes = [SAE(C, k["ratio"] * C) for _ in range(n_saes)]
+    opts = [torch.optim.Adam(s.parameters(), lr=LR) for s in saes]
+    lams = [4.0 / 2 ** i for i in range(n_saes)]
+    kl_coeff, ds_coeff = 0.5, 2.5
     batches = [torch.randint(0, k["V"], (B, T), generator=gen) for _ in range(steps + 1)]
 
     def prefix(tok):
@@ -100,13 +105,19 @@ def main():
     x0 = prefix(batches[0])
     with torch.no_grad():  # calibrate the sparsity on 64 rows spread over the batch
         rows = x0.reshape(-1, C)[:: max(1, B * T // 64)][:64]
-        pre = sae.enc(rows).flatten()
-        thr = pre.kthvalue(pre.numel() - rows.shape[0] * TARGET_L0).values
-        sae.enc.bias -= thr
+        for sae in saes:
+            pre = sae.enc(rows).flatten()
+            thr = pre.kthvalue(pre.numel() - rows.shape[0] * TARGET_L0).values
+            sae.enc.bias -= thr
     n_points = k["L"] - 1 - L
 
     def step(tok, x_given=None):
         x = x_given if x_given is not None else prefix(tok)
+        if typ == "local4":  # one forward, then each SAE's step on it
+            return [sae_step(x, saes[i], opts[i], lams[i]) for i in range(n_saes)][0]
+        return sae_step(x, saes[0], opts[0], lams[0])
+
+    def sae_step(x, sae, opt, lam):
         if typ in ("e2e", "e2e_ds"):
             with torch.no_grad():
                 orig = [x]
@@ -117,7 +128,7 @@ def main():
                 logp = torch.log_softmax(logits(m, y), -1)
         c, xh = sae(x)
         s = lam * c.sum(-1).mean() / C
-        if typ in ("sae", "local"):
+        if typ in ("sae", "local", "local4"):
             loss = ((xh - x) ** 2).mean() + s
         else:
             y, ds = xh, 0
@@ -142,7 +153,7 @@ def main():
     secs = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"torch   {kind:<6} {typ:<7} B={B:<2} T={T:<5} d_sae={k['ratio'] * C:<6} "
-          f"{steps * B * T / secs:9.1f} tok/s  {1000 * secs / steps:8.1f} ms/step  L0 {l0:6.1f}  "
+          f"{steps * B * T * n_saes / secs:9.1f} tok/s  {1000 * secs / steps:8.1f} ms/step  L0 {l0:6.1f}  "
           f"peak RSS {rss:7.0f} MB")
 
 
