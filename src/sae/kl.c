@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sae/parallel.h"
+#include "util/parallel.h"
 #include "util/error.h"
 
 typedef float v8f __attribute__((vector_size(32)));
@@ -166,7 +166,7 @@ int kl_compare(struct kl_chunker *k, const float *lnf_orig, const float *lnf_sae
             return err_prefix("kl: logits of rows %d..%d", r0, r0 + n - 1);
         // rows in parallel, each into its own slot; summed below in row order
         struct rows_ctx c = {k, targets ? targets + r0 : NULL, kl_scale, d_lnf != NULL};
-        sae_parallel_for((size_t)n, 8, rows_range, &c);
+        parallel_for((size_t)n, 8, rows_range, &c);
         for (int r = 0; r < n; r++) {
             t->kl_sum += k->row_kl[r];
             t->n_rows++;

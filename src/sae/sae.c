@@ -22,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-#include "sae/parallel.h"
+#include "util/parallel.h"
 #include "util/error.h"
 
 /* ---------------------------------------------------------------------------
@@ -104,7 +104,7 @@ static void norms_range(void *ctx, int thread, size_t j0, size_t j1) {
     }
 }
 
-void sae_refresh_norms(struct sae *s) { sae_parallel_for((size_t)s->d_sae, 1024, norms_range, s); }
+void sae_refresh_norms(struct sae *s) { parallel_for((size_t)s->d_sae, 1024, norms_range, s); }
 
 void sae_normalised_decoder(const struct sae *s, float *D) {
     for (int j = 0; j < s->d_sae; j++) {
@@ -219,7 +219,7 @@ int sae_work_init(struct sae_work *w, const struct sae *s) {
     size_t n = (size_t)SAE_CHUNK * s->d_sae;
     w->chunk = xmalloc(n * sizeof(float));
     w->chunk2 = xmalloc(n * sizeof(float));
-    w->vec = xmalloc(2 * (size_t)s->d_in * SAE_MAX_THREADS * sizeof(float));
+    w->vec = xmalloc(2 * (size_t)s->d_in * PARALLEL_MAX_THREADS * sizeof(float));
     if (!w->chunk || !w->chunk2 || !w->vec) {
         sae_work_free(w);
         return err_prefix("sae work buffers");
@@ -429,7 +429,7 @@ int sae_decode(const struct sae *s, struct sae_work *w, const struct sae_codes *
         return 0;
     }
     struct decode_ctx ctx = {s, c, xhat};
-    sae_parallel_for((size_t)N, 64, decode_rows, &ctx);
+    parallel_for((size_t)N, 64, decode_rows, &ctx);
     return 0;
 }
 
@@ -501,7 +501,7 @@ static int backward_sparse(const struct sae *s, struct sae_work *w, const float 
                            const struct sae_params *g) {
     if (sae_codes_by_feature(c) < 0) return err_prefix("sae backward");
     struct backward_ctx b = {s, w, x, dxhat, c, l1, g};
-    sae_parallel_for((size_t)c->nnz, 256, backward_range, &b);
+    parallel_for((size_t)c->nnz, 256, backward_range, &b);
     return 0;
 }
 
@@ -561,7 +561,7 @@ static int backward_dense(const struct sae *s, struct sae_work *w, const float *
     }
     if (dxhat) {
         struct project_ctx p = {s, w, c, g};
-        sae_parallel_for((size_t)dsae, 1024, project_range, &p);
+        parallel_for((size_t)dsae, 1024, project_range, &p);
     }
     return 0;
 }

@@ -22,7 +22,7 @@
 
 #include "io/atomic.h"
 #include "io/h5.h"
-#include "sae/parallel.h"
+#include "util/parallel.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -262,7 +262,7 @@ double sae_grad_norm(const float *g, size_t n) {
     size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
     struct norm_ctx c = {g, n, xmalloc((nb ? nb : 1) * sizeof(double))};
     if (!c.block) return NAN; // error set by xmalloc
-    sae_parallel_for(nb, 64, norm_blocks, &c);
+    parallel_for(nb, 64, norm_blocks, &c);
     double s = 0;
     for (size_t b = 0; b < nb; b++) s += c.block[b];
     free(c.block);
@@ -314,7 +314,7 @@ void sae_adam_step(float *p, float *g, float *m, float *v, size_t n, double lr, 
                    float gscale) {
     double bc1 = 1 - pow(0.9, (double)t), bc2 = 1 - pow(0.999, (double)t);
     struct adam_ctx c = {p, g, m, v, (float)(lr / bc1), (float)sqrt(bc2), gscale};
-    sae_parallel_for(n, 1 << 16, adam_range, &c); // elementwise: any split, same result
+    parallel_for(n, 1 << 16, adam_range, &c); // elementwise: any split, same result
 }
 
 static void add_loss(struct sae_curve_row *row, const struct sae_loss *l, double scale) {

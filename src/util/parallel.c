@@ -1,13 +1,13 @@
 /* parallel.c: contiguous-range parallel loops over pthreads (see parallel.h). */
-#include "sae/parallel.h"
+#include "util/parallel.h"
 
 #include <cblas.h>
 #include <pthread.h>
 
-int sae_threads(void) {
+int parallel_threads(void) {
     int n = openblas_get_num_threads();
     if (n < 1) n = 1;
-    return n > SAE_MAX_THREADS ? SAE_MAX_THREADS : n;
+    return n > PARALLEL_MAX_THREADS ? PARALLEL_MAX_THREADS : n;
 }
 
 struct range {
@@ -23,18 +23,18 @@ static void *run_range(void *arg) {
     return NULL;
 }
 
-void sae_parallel_for(size_t n, size_t min_per_thread,
-                      void (*fn)(void *ctx, int thread, size_t begin, size_t end), void *ctx) {
-    size_t nt = (size_t)sae_threads();
+void parallel_for(size_t n, size_t min_per_thread,
+                  void (*fn)(void *ctx, int thread, size_t begin, size_t end), void *ctx) {
+    size_t nt = (size_t)parallel_threads();
     if (min_per_thread < 1) min_per_thread = 1;
     if (nt > n / min_per_thread) nt = n / min_per_thread;
     if (nt <= 1) {
         if (n) fn(ctx, 0, 0, n);
         return;
     }
-    struct range r[SAE_MAX_THREADS];
-    pthread_t tid[SAE_MAX_THREADS];
-    int started[SAE_MAX_THREADS] = {0};
+    struct range r[PARALLEL_MAX_THREADS];
+    pthread_t tid[PARALLEL_MAX_THREADS];
+    int started[PARALLEL_MAX_THREADS] = {0};
     for (size_t t = 0; t < nt; t++)
         r[t] = (struct range){fn, ctx, (int)t, n * t / nt, n * (t + 1) / nt};
     // ranges 1.. on new threads, range 0 on this one; a failed create runs inline
