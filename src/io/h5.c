@@ -263,11 +263,16 @@ static int attr_write(hid_t loc, const char *name, hid_t type, const void *value
     return rc;
 }
 
+/* Fixed-length, NUL-terminated: the bytes live in the attribute message itself.
+ * A variable-length string would go to the file's global heap, whose reader
+ * (H5HG_read) trusts lengths from the file and is where corrupt files made
+ * libhdf5 1.10 hang or crash (the fuzzer's libhdf5_* inputs). */
 int h5_attr_str(hid_t loc, const char *name, const char *value) {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(value) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = attr_write(loc, name, t, &value);
+    int rc = attr_write(loc, name, t, value);
     H5Tclose(t);
     return rc;
 }

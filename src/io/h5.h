@@ -4,7 +4,9 @@
  * err_set message naming the file and dataset. Files are created at a temporary
  * path and committed with atomic_rename by the caller, so a half-written file is
  * never taken as complete. Datasets are written whole (optionally chunked and
- * compressed when large); attributes are scalar strings, int64s or doubles.
+ * compressed when large); attributes are scalar strings (fixed-length UTF-8,
+ * so our files never use the global heap), int64s or doubles. Readers accept
+ * variable-length strings too (h5py writes those, and so did we before).
  */
 #ifndef AUTOINTERP_IO_H5_H
 #define AUTOINTERP_IO_H5_H

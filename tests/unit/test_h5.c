@@ -229,6 +229,57 @@ static void test_attribute_overwrite_and_fixed_length_string(void **state) {
     free(path);
 }
 
+/* h5_attr_str writes fixed-length NUL-terminated UTF-8 strings, which live in
+ * the attribute itself: our files never touch the global heap, where corrupt
+ * files hang or crash libhdf5 1.10. Files written before (variable-length
+ * strings, as h5py still writes them), in either character set, still read. */
+static void test_strings_written_fixed_length_and_variable_length_still_read(void **state) {
+    (void)state;
+    char *path = path_join(g_dir, "strings.h5");
+    hid_t f = h5_create(path);
+    assert_true(f >= 0);
+    ok(h5_attr_str(f, "s", "caf\xc3\xa9"));
+    ok(h5_attr_str(f, "empty", ""));
+    const char *legacy = "written by an older autointerp";
+    hid_t vt = vlen_str_type(), sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "legacy", vt, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, vt, &legacy) >= 0);
+    H5Aclose(a);
+    H5Tset_cset(vt, H5T_CSET_ASCII);
+    a = H5Acreate2(f, "legacy_ascii", vt, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, vt, &legacy) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(vt);
+    ok(h5_close(f));
+
+    f = h5_open_ro(path);
+    if (f < 0) fail_msg("%s", err_msg());
+    static const char *const fixed[][2] = {{"s", "caf\xc3\xa9"}, {"empty", ""}};
+    for (int i = 0; i < 2; i++) {
+        a = H5Aopen(f, fixed[i][0], H5P_DEFAULT);
+        hid_t t = H5Aget_type(a);
+        assert_int_equal(H5Tget_class(t), H5T_STRING);
+        assert_int_equal(H5Tis_variable_str(t), 0);
+        assert_int_equal(H5Tget_cset(t), H5T_CSET_UTF8);
+        assert_int_equal(H5Tget_size(t), strlen(fixed[i][1]) + 1);
+        H5Tclose(t);
+        H5Aclose(a);
+        char *s = NULL;
+        ok(h5_get_attr_str(f, fixed[i][0], &s));
+        assert_string_equal(s, fixed[i][1]);
+        free(s);
+    }
+    for (int i = 0; i < 2; i++) {
+        char *s = NULL;
+        ok(h5_get_attr_str(f, i ? "legacy_ascii" : "legacy", &s));
+        assert_string_equal(s, legacy);
+        free(s);
+    }
+    ok(h5_close(f));
+    free(path);
+}
+
 static void test_read_rows(void **state) {
     (void)state;
     char *path = write_sample("rows.h5");
@@ -394,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_datasets_round_trip),
         cmocka_unit_test(test_attributes_round_trip),
         cmocka_unit_test(test_attribute_overwrite_and_fixed_length_string),
+        cmocka_unit_test(test_strings_written_fixed_length_and_variable_length_still_read),
         cmocka_unit_test(test_read_rows),
         cmocka_unit_test(test_rank_and_dim_mismatch_errors),
         cmocka_unit_test(test_truncated_file_fails_cleanly),
