@@ -17,6 +17,7 @@
 #include "sae/sae_io.h"
 #include "sae/saelens.h"
 #include "tok/dataset.h"
+#include "util/error.h"
 
 static const struct cli_opt opts[] = {
     {"model", 'm', "PATH", "subject model (GPT-2 directory or llama2.c .bin); required"},
@@ -92,7 +93,18 @@ static int evaluate(const struct cli_args *a, struct sae *s, const struct defaul
     }
     long long layer, context, batch, n_tokens;
     int rc = 2;
-    if (cli_int(a, "layer", d->layer, 0, 100000, &layer) == 0 &&
+    /* mismatches are errors about the files, named before any work starts */
+    if (s->d_in != lm->cfg.d_model) {
+        err_set("%s: SAE input width d_in %d does not match the model %s (width %d)",
+                a->positional[0], s->d_in, lm->path, lm->cfg.d_model);
+        rc = cli_fail();
+    } else if (data.vocab_size > lm->cfg.vocab_size) {
+        err_set("%s: tokens from a %lld-token vocabulary (%s) cannot feed the model %s "
+                "(vocabulary %d)",
+                data.path, (long long)data.vocab_size, data.tokenizer ? data.tokenizer : "?",
+                lm->path, lm->cfg.vocab_size);
+        rc = cli_fail();
+    } else if (cli_int(a, "layer", d->layer, 0, 100000, &layer) == 0 &&
         cli_int(a, "context", d->context, 2, 1 << 20, &context) == 0 &&
         cli_int(a, "batch", 8, 1, 1 << 16, &batch) == 0 &&
         cli_int(a, "n-tokens", d->n_tokens, 0, (long long)1e15, &n_tokens) == 0) {

@@ -326,12 +326,112 @@ static void add_loss(struct sae_curve_row *row, const struct sae_loss *l, double
     row->l0 += l->l0 * scale;
 }
 
+/* ---------------------------------------------------------------------------
+ * Naming the tensor that went non-finite, so that a diverged run says where.
+ */
+
+// Index of the first non-finite element of x[0..n), or -1.
+static int64_t first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (int64_t)i;
+    return -1;
+}
+
+// Which of W_enc, b_enc, W_dec, b_dec (of the parameters, or of their gradients
+// when mem is a gradient buffer) holds a non-finite value: its name and the first
+// bad element's index, or NULL.
+static const char *nonfinite_param(const struct sae *s, float *mem, int64_t *at, float *val) {
+    struct sae_params p;
+    sae_point_params(s, mem, &p);
+    const struct { const char *name; const float *x; size_t n; } t[] = {
+        {"W_enc", p.W_enc, (size_t)s->d_sae * s->d_in},
+        {"b_enc", p.b_enc, (size_t)s->d_sae},
+        {"W_dec", p.W_dec, (size_t)s->d_sae * s->d_in},
+        {"b_dec", p.b_dec, (size_t)s->d_in},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if ((*at = first_nonfinite(t[i].x, t[i].n)) >= 0) {
+            *val = t[i].x[*at];
+            return t[i].name;
+        }
+    return NULL;
+}
+
+// Where in the batch element i of a (B,T,C) tensor sits: "batch row b, position p
+// (token id x)".
+static void locate(const struct trainer *t, int64_t i, char *buf, size_t n) {
+    const struct lm_acts *a = t->orig;
+    int64_t row = i / t->lm->cfg.d_model;
+    snprintf(buf, n, "batch row %lld, position %lld (token id %d)", (long long)(row / a->T),
+             (long long)(row % a->T), t->tokens[row]);
+}
+
+static void hook_label(const struct lm *lm, int L, char *buf, size_t n) {
+    if (L < lm->cfg.n_layer) snprintf(buf, n, "blocks.%d.hook_resid_pre", L);
+    else snprintf(buf, n, "blocks.%d.hook_resid_post", L - 1);
+}
+
+// The loss of member m came out non-finite: blame the first tensor on its path
+// that is not finite (the model's activations at the hook and after it, the SAE's
+// parameters), else the loss term that overflowed, with the largest input
+// activation when it is big enough to overflow a square. Sets the error; returns -1.
+static int explain_nonfinite_loss(const struct trainer *t, const struct member *m,
+                                  const struct sae_loss *l) {
+    const struct sae_train_opts *o = m->o;
+    const struct lm_acts *a = t->orig;
+    size_t n = (size_t)a->B * a->T * t->lm->cfg.d_model;
+    int last = t->full ? t->lm->cfg.n_layer : o->set.layer;
+    char hook[64], where[128];
+    for (int L = o->set.layer; L <= last; L++) {
+        int64_t i = first_nonfinite(a->resid[L], n);
+        if (i < 0) continue;
+        hook_label(t->lm, L, hook, sizeof hook);
+        locate(t, i, where, sizeof where);
+        return err_set("%s: loss is not finite (diverged): the model's activations %s are %g "
+                       "at %s, before the SAE",
+                       o->name, hook, a->resid[L][i], where);
+    }
+    int64_t at;
+    float v;
+    const char *p = nonfinite_param(m->s, m->s->mem, &at, &v);
+    if (p) return err_set("%s: loss is not finite (diverged): SAE parameter %s[%lld] is %g",
+                          o->name, p, (long long)at, v);
+    const struct { const char *name; double v; } terms[] = {
+        {"reconstruction MSE", l->mse}, {"sparsity", l->sparsity}, {"KL", l->kl},
+        {"downstream MSE", l->ds_mse}};
+    const char *term = "total";
+    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
+        if (!isfinite(terms[i].v)) {
+            term = terms[i].name;
+            break;
+        }
+    const float *x = a->resid[o->set.layer];
+    size_t big = 0;
+    for (size_t i = 1; i < n; i++)
+        if (fabsf(x[i]) > fabsf(x[big])) big = i;
+    if (fabsf(x[big]) < 1e15f)
+        return err_set("%s: loss is not finite (diverged): its %s term is not finite", o->name,
+                       term);
+    hook_label(t->lm, o->set.layer, hook, sizeof hook);
+    locate(t, (int64_t)big, where, sizeof where);
+    return err_set("%s: loss is not finite (diverged): its %s term overflowed; the model's "
+                   "activations %s reach %g at %s",
+                   o->name, term, hook, x[big], where);
+}
+
 // Clip, Adam, refresh the norms; finish the member's curve row.
 static int update(struct trainer *t, struct member *m) {
     const struct sae_train_opts *o = m->o;
     size_t np = m->s->n_params; // grad_mem is zeroed again by sae_adam_step
     double norm = sae_grad_norm(m->grad_mem, np);
-    if (!isfinite(norm)) return err_prefix("%s: gradient norm is %g", o->name, norm);
+    if (!isfinite(norm)) {
+        int64_t at;
+        float v;
+        const char *p = nonfinite_param(m->s, m->grad_mem, &at, &v);
+        if (p) return err_set("%s: gradient of %s[%lld] is %g (diverged)", o->name, p,
+                              (long long)at, v);
+        return err_set("%s: gradient norm is %g (diverged)", o->name, norm);
+    }
     float clip = o->clip > 0 && norm > o->clip ? (float)(o->clip / (norm + 1e-6)) : 1.0f;
     double lr = sae_train_lr(o, t->step, t->n_steps);
     sae_adam_step(m->s->mem, m->grad_mem, m->m, m->v, np, lr, t->step + 1, clip);
@@ -356,7 +456,7 @@ static int train_step(struct trainer *t) {
             struct sae_loss l;
             if (sae_objective_step_given(&m->obj, m->s, t->orig, scale, &m->g, &l) < 0)
                 return err_prefix("%s", m->o->name);
-            if (!isfinite(l.loss)) return err_set("%s: loss is %g (diverged)", m->o->name, l.loss);
+            if (!isfinite(l.loss)) return explain_nonfinite_loss(t, m, &l);
             add_loss(&m->row, &l, scale);
         }
     }
