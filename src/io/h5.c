@@ -3,22 +3,425 @@
  * HDF5 prints its own error stack by default; h5_init turns that off so that the
  * only message a user sees is ours, naming the file (when the caller prefixes it)
  * and the dataset or attribute.
+ *
+ * The untrusted-file check. libhdf5 1.10 believes the lengths, sizes and
+ * offsets a file gives it: the fuzzer found files that make it spin for minutes
+ * in the global-heap reader, memcpy a length from the file (a segfault), read
+ * past an object header, or malloc 11 GB at H5Fopen (tests/fixtures/fuzz/h5/
+ * libhdf5_*). We cannot patch the library, so before this process opens a file
+ * a fork()ed child opens it and reads every piece of metadata our readers
+ * might touch: every object, every attribute (values included, so the global
+ * heap behind variable-length strings is read too), and each dataset's type,
+ * dataspace, creation properties and chunk index. The child runs under an
+ * address-space limit (so a huge malloc fails at once instead of succeeding
+ * lazily) and a timeout; a crash, a hang or an HDF5 error there becomes an
+ * error naming the file, and the parent never reaches the bad metadata.
+ *
+ * Trade-offs: one fork per file (a few milliseconds, even for a parent holding
+ * a model: fork copies page tables, not pages), remembered per (device, inode,
+ * size, mtime, ctime) so that reopening an unchanged file costs a stat. Dataset
+ * contents are not read in the child (that would read whole token files); the
+ * readers below bound what they read from a dataset's claims themselves. The
+ * child shares the parent's libhdf5 state as of the fork, so no other thread
+ * may be inside libhdf5 at that moment (the thread-safe build's global lock
+ * would be held forever in the child): the project uses HDF5 from one thread.
  */
 #include "io/h5.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util/error.h"
 
-void h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void h5_init(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 hid_t h5_create(const char *path) {
     h5_init();
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) err_set("%s: cannot create HDF5 file", path);
     return f;
+}
+
+/* ---- The untrusted-file check (see the top of this file) ---------------- */
+
+enum {
+    CHECK_DEFAULT_SECONDS = 30,
+    CHECK_OK = 0,     /* the child's exit status: every read succeeded */
+    CHECK_FAILED = 2, /* an HDF5 error; the child wrote why to the pipe */
+    CHECK_WHY_MAX = 600,
+    CHECKED_MAX = 64,    /* files remembered as checked */
+    CHECK_FRESH_SEC = 2, /* files changed more recently are not remembered */
+};
+#define CHECK_MARGIN_BYTES (1ull << 30) /* the child's address space beyond the parent's */
+
+/* What the child found wrong first (the rest of the walk stops there), and
+ * what libhdf5 said about the last failure of one of its calls. */
+struct check_walk {
+    const char *object; /* name of the object being read, "." for the root */
+    char detail[200];   /* innermost entry of libhdf5's error stack */
+    char why[CHECK_WHY_MAX];
+};
+
+/* H5Ewalk2 callback: entry 0 of an upward walk is where the error arose
+ * ("addr overflow, addr = ...", "bad version number for message"). */
+static herr_t note_innermost(unsigned n, const H5E_error2_t *e, void *data) {
+    if (n == 0)
+        snprintf(data, sizeof((struct check_walk *)0)->detail, "%s", e->desc ? e->desc : "");
+    return 0;
+}
+
+/* Installed as libhdf5's error handler in the child: it runs when a library
+ * call fails, before the next call clears the error stack. */
+static herr_t note_hdf5_error(hid_t stack, void *data) {
+    struct check_walk *w = data;
+    if (!w->why[0]) H5Ewalk2(stack, H5E_WALK_UPWARD, note_innermost, w->detail);
+    return 0;
+}
+
+__attribute__((format(printf, 2, 3))) static herr_t walk_fail(struct check_walk *w, const char *fmt,
+                                                              ...) {
+    if (w->why[0]) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(w->why, sizeof w->why, fmt, ap);
+    va_end(ap);
+    if (w->detail[0] && n > 0 && (size_t)n < sizeof w->why)
+        snprintf(w->why + n, sizeof w->why - (size_t)n, ": %s", w->detail);
+    return -1;
+}
+
+static const char *shown_name(const char *object) {
+    return strcmp(object, ".") == 0 ? "/" : object;
+}
+
+/* Read one attribute's value whole, as the memory type libhdf5 would convert
+ * it to (variable-length strings and sequences come from the global heap and
+ * are given back). */
+static int check_attr_value(hid_t a, size_t *claimed) {
+    hid_t ft = H5Aget_type(a), space = H5Aget_space(a), mt = -1;
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (ft >= 0) mt = H5Tget_native_type(ft, H5T_DIR_DEFAULT);
+    if (ft >= 0 && mt < 0) mt = H5Tcopy(ft); /* classes without a native form: as stored */
+    size_t size = mt >= 0 ? H5Tget_size(mt) : 0, bytes = 0;
+    int rc = ft < 0 || space < 0 || n < 0 || mt < 0 || size == 0 ? -1 : 0;
+    if (rc == 0 && __builtin_mul_overflow((size_t)n, size, &bytes)) rc = -1;
+    void *buf = rc == 0 && n > 0 ? malloc(bytes) : NULL;
+    if (rc == 0 && n > 0 && !buf) { /* a claim beyond the address-space limit */
+        *claimed = bytes;
+        rc = -2;
+    }
+    if (buf && H5Aread(a, mt, buf) < 0) rc = -1;
+    if (buf && rc == 0 &&
+        (H5Tdetect_class(mt, H5T_VLEN) > 0 || H5Tdetect_class(mt, H5T_STRING) > 0))
+        H5Dvlen_reclaim(mt, space, H5P_DEFAULT, buf);
+    free(buf);
+    if (mt >= 0) H5Tclose(mt);
+    if (space >= 0) H5Sclose(space);
+    if (ft >= 0) H5Tclose(ft);
+    return rc;
+}
+
+/* H5Aiterate2 callback: look the attribute up by name as our readers do
+ * (H5Aexists, H5Aopen), then read it. */
+static herr_t check_attr(hid_t obj, const char *name, const H5A_info_t *info, void *data) {
+    (void)info;
+    struct check_walk *w = data;
+    w->detail[0] = 0;
+    size_t claimed = 0;
+    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : -1;
+    int rc = a >= 0 ? check_attr_value(a, &claimed) : -1;
+    if (a >= 0) H5Aclose(a);
+    if (rc == -2)
+        return walk_fail(w, "corrupt HDF5 file: object '%s' attribute '%s' claims %zu bytes",
+                         shown_name(w->object), name, claimed);
+    if (rc != 0)
+        return walk_fail(w, "corrupt HDF5 file: HDF5 error reading object '%s' attribute '%s'",
+                         shown_name(w->object), name);
+    return 0;
+}
+
+/* A dataset's type, shape, creation properties (filters, chunk shape, fill
+ * value) and chunk index: what h5_shape, h5_read and h5_read_rows consult
+ * before reading data. */
+static int check_dataset(hid_t ds, struct check_walk *w) {
+    w->detail[0] = 0;
+    hid_t t = H5Dget_type(ds), space = H5Dget_space(ds), dcpl = H5Dget_create_plist(ds);
+    hsize_t dims[H5S_MAX_RANK], maxdims[H5S_MAX_RANK];
+    int rc = t >= 0 && space >= 0 && dcpl >= 0 ? 0 : -1;
+    if (rc == 0 && H5Sget_simple_extent_dims(space, dims, maxdims) < 0) rc = -1;
+    int n_filters = rc == 0 ? H5Pget_nfilters(dcpl) : -1;
+    if (n_filters < 0) rc = -1;
+    for (int i = 0; rc == 0 && i < n_filters; i++) {
+        unsigned flags, config, cd[16];
+        size_t n_cd = 16;
+        char name[64];
+        if (H5Pget_filter2(dcpl, (unsigned)i, &flags, &n_cd, cd, sizeof name, name, &config) < 0)
+            rc = -1;
+    }
+    if (rc == 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, H5S_MAX_RANK, dims) < 0)
+        rc = -1;
+    if (rc == 0) (void)H5Dget_storage_size(ds); /* walks the chunk index; 0 is also a size */
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (space >= 0) H5Sclose(space);
+    if (t >= 0) H5Tclose(t);
+    if (rc != 0)
+        return walk_fail(w,
+                         "corrupt HDF5 file: HDF5 error reading the type, shape or layout of "
+                         "dataset '%s'",
+                         shown_name(w->object));
+    return 0;
+}
+
+/* H5Ovisit2 callback: every group, dataset and named type, the root included. */
+static herr_t check_object(hid_t root, const char *name, const H5O_info_t *info, void *data) {
+    struct check_walk *w = data;
+    w->object = name;
+    w->detail[0] = 0;
+    hid_t o = H5Oopen(root, name, H5P_DEFAULT);
+    if (o < 0)
+        return walk_fail(w, "corrupt HDF5 file: HDF5 error opening object '%s'", shown_name(name));
+    herr_t rc = H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, check_attr, w);
+    if (rc < 0)
+        walk_fail(w, "corrupt HDF5 file: HDF5 error listing the attributes of object '%s'",
+                  shown_name(name));
+    else if (info->type == H5O_TYPE_DATASET)
+        rc = check_dataset(o, w);
+    H5Oclose(o);
+    return rc < 0 ? -1 : 0;
+}
+
+/* H5Lvisit callback: a link to another file would have libhdf5 open that file
+ * unchecked when a reader follows it, so external and user-defined links are
+ * refused (none of the project's formats uses them). */
+static herr_t check_link(hid_t group, const char *name, const H5L_info_t *info, void *data) {
+    (void)group;
+    if (info->type == H5L_TYPE_HARD || info->type == H5L_TYPE_SOFT) return 0;
+    return walk_fail(data,
+                     "unsupported HDF5 file: link '%s' points into another file "
+                     "(external links are not followed)",
+                     name);
+}
+
+/* The child: limits first, then the walk; reports through fd and its exit status.
+ * It calls only libhdf5, malloc, snprintf and system calls (the parent may
+ * have had other threads, whose locks are frozen here), and ends with _exit
+ * so no atexit handler or stdio buffer of the parent runs twice. */
+static void check_child(const char *path, int fd, rlim_t as_limit, pid_t parent) {
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL); /* a test framework's or sanitizer's handler would go on */
+    /* A hang must not outlive an interrupted parent (the forking thread, which
+     * waits for us, so in effect the process). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(CHECK_FAILED);
+    struct rlimit core = {0, 0}, as = {as_limit, as_limit};
+    setrlimit(RLIMIT_CORE, &core);
+    if (as_limit != RLIM_INFINITY) setrlimit(RLIMIT_AS, &as);
+    struct check_walk w = {.object = "."};
+    H5Eset_auto2(H5E_DEFAULT, note_hdf5_error, &w); /* records; never prints */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        walk_fail(&w, "cannot open HDF5 file (truncated or corrupt?)");
+    else if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_NATIVE, check_link, &w) < 0)
+        walk_fail(&w, "corrupt HDF5 file: HDF5 error listing its links");
+    else if (H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_NATIVE, check_object, &w, H5O_INFO_BASIC) < 0)
+        walk_fail(&w, "corrupt HDF5 file: HDF5 error visiting its objects");
+    if (!w.why[0]) _exit(CHECK_OK);
+    ssize_t unused = write(fd, w.why, strlen(w.why)); /* well under a pipe's buffer */
+    (void)unused;
+    _exit(CHECK_FAILED);
+}
+
+/* The parent's address space now (bytes), from /proc/self/statm; 0 if unknown. */
+static unsigned long long address_space_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (f && fscanf(f, "%llu", &pages) != 1) pages = 0;
+    if (f) fclose(f);
+    return pages * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+/* Collect the child's message and its exit status; SIGKILL it at the deadline.
+ * The pipe's end of file wakes us when the child exits; the poll is sliced so
+ * that a write end inherited by some other fork cannot keep us waiting.
+ * Returns 1 when the child was killed for the timeout, -1 when waitpid fails
+ * (errno set), else 0. */
+static int check_wait(pid_t pid, int fd, int secs, int *status, char *why, size_t cap) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t len = 0;
+    int eof = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) {
+            int saved = errno;
+            kill(pid, SIGKILL);
+            errno = saved;
+            return -1;
+        }
+        double left = secs - seconds_since(&t0);
+        if (left <= 0) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+            }
+            return 1;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int ms = eof ? 1 : left < 0.1 ? (int)(left * 1000) + 1 : 100;
+        if (poll(&p, eof ? 0 : 1, ms) > 0) {
+            char scratch[256];
+            int room = len + 1 < cap;
+            ssize_t r = read(fd, room ? why + len : scratch, room ? cap - 1 - len : sizeof scratch);
+            if (r > 0 && room) len += (size_t)r;
+            if (r == 0) eof = 1;
+        }
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (len + 1 < cap && poll(&p, 1, 0) > 0) { /* the child is gone: what it wrote is here */
+        ssize_t r = read(fd, why + len, cap - 1 - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    why[len] = 0;
+    return 0;
+}
+
+static long g_check_forks;
+
+long h5_check_forks(void) {
+    return __atomic_load_n(&g_check_forks, __ATOMIC_RELAXED);
+}
+
+/* Fork, walk the file in the child, turn how the child ended into our error. */
+static int check_in_child(const char *path, int secs) {
+    unsigned long long now = address_space_bytes();
+    rlim_t as_limit = now ? (rlim_t)(now + CHECK_MARGIN_BYTES) : RLIM_INFINITY;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return err_errno("%s: cannot check the HDF5 file: pipe", path);
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        check_child(path, fds[1], as_limit, parent);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return err_errno("%s: cannot check the HDF5 file: fork", path);
+    }
+    __atomic_add_fetch(&g_check_forks, 1, __ATOMIC_RELAXED);
+    char why[CHECK_WHY_MAX];
+    int status = 0, waited = check_wait(pid, fds[0], secs, &status, why, sizeof why);
+    close(fds[0]);
+    if (waited < 0) return err_errno("%s: cannot check the HDF5 file: waitpid", path);
+    if (waited == 1)
+        return err_set("%s: corrupt HDF5 file: libhdf5 did not finish reading its metadata within "
+                       "%d s (AUTOINTERP_H5_CHECK_SECONDS sets the limit)",
+                       path, secs);
+    if (WIFSIGNALED(status))
+        return err_set("%s: corrupt HDF5 file: libhdf5 crashed (signal %d, %s) while reading its "
+                       "metadata",
+                       path, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == CHECK_OK) return 0;
+    if (code == CHECK_FAILED && why[0]) return err_set("%s: %s", path, why);
+    return err_set("%s: corrupt HDF5 file: the check of its metadata ended with exit status %d "
+                   "(a failed allocation or a sanitizer report inside libhdf5?)",
+                   path, code);
+}
+
+/* AUTOINTERP_H5_CHECK_SECONDS, or the default. */
+static int check_seconds(int *secs) {
+    const char *s = getenv("AUTOINTERP_H5_CHECK_SECONDS");
+    *secs = CHECK_DEFAULT_SECONDS;
+    if (!s || !*s) return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 0 || v > 86400)
+        return err_set("AUTOINTERP_H5_CHECK_SECONDS must be a whole number of seconds 0..86400 "
+                       "(0 turns the HDF5 file check off), got '%s'",
+                       s);
+    *secs = (int)v;
+    return 0;
+}
+
+/* Files that passed, by identity and version. A file changed within the last
+ * CHECK_FRESH_SEC seconds is not remembered: timestamps are kept at the kernel
+ * tick, so a rewrite in place moments later could look unchanged. ctime cannot
+ * be set back by a user (touch -d, rsync -t), unlike mtime. */
+struct checked_file {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+};
+static struct checked_file g_checked[CHECKED_MAX];
+static int g_n_checked, g_next_checked;
+static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int same_file(const struct checked_file *a, const struct checked_file *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+static int was_checked(const struct checked_file *k) {
+    for (int i = 0; i < g_n_checked; i++)
+        if (same_file(&g_checked[i], k)) return 1;
+    return 0;
+}
+
+static void remember_checked(const struct checked_file *k) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (k->ctime.tv_sec > now.tv_sec - CHECK_FRESH_SEC ||
+        k->mtime.tv_sec > now.tv_sec - CHECK_FRESH_SEC)
+        return;
+    g_checked[g_next_checked] = *k;
+    g_next_checked = (g_next_checked + 1) % CHECKED_MAX;
+    if (g_n_checked < CHECKED_MAX) g_n_checked++;
+}
+
+void h5_check_forget(void) {
+    pthread_mutex_lock(&g_check_lock);
+    g_n_checked = g_next_checked = 0;
+    pthread_mutex_unlock(&g_check_lock);
+}
+
+int h5_check_file(const char *path) {
+    int secs;
+    if (check_seconds(&secs) != 0) return err_prefix("%s", path);
+    if (secs == 0) return 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return err_errno("%s: cannot open", path);
+    struct checked_file k = {st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+    pthread_mutex_lock(&g_check_lock); /* one check at a time: each is one child */
+    int rc = was_checked(&k) ? 0 : check_in_child(path, secs);
+    if (rc == 0) remember_checked(&k);
+    pthread_mutex_unlock(&g_check_lock);
+    return rc;
 }
 
 hid_t h5_open_ro(const char *path) {
@@ -33,6 +436,7 @@ hid_t h5_open_ro(const char *path) {
         err_set("%s: not an HDF5 file (or truncated/corrupt)", path);
         return -1;
     }
+    if (h5_check_file(path) != 0) return -1;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) err_set("%s: cannot open HDF5 file (truncated or corrupt?)", path);
     return f;
@@ -79,7 +483,8 @@ int h5_write(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *d
     hid_t space = H5Screate_simple(ndim, dims, NULL);
     if (space < 0) return err_set("dataset '%s': cannot create dataspace", name);
     hsize_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= dims[i];
+    for (int i = 0; i < ndim; i++)
+        numel *= dims[i];
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* Large datasets are chunked along the first dimension so row reads are cheap.
      * A chunk holds whole rows and at most 512 KiB whatever the element size, so
@@ -93,7 +498,8 @@ int h5_write(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *d
         if (rows < 1) rows = 1;
         if (rows > dims[0]) rows = dims[0];
         chunk[0] = rows;
-        for (int i = 1; i < ndim; i++) chunk[i] = dims[i];
+        for (int i = 1; i < ndim; i++)
+            chunk[i] = dims[i];
         H5Pset_chunk(dcpl, ndim, chunk);
     }
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -216,8 +622,7 @@ int h5_read(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *ex
     return 0;
 }
 
-int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t n_rows,
-                 void *out) {
+int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t n_rows, void *out) {
     int nd;
     hsize_t dims[8];
     if (h5_shape(loc, name, 8, &nd, dims) != 0) return -1;
@@ -241,7 +646,8 @@ int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t 
     hsize_t start[8] = {0}, count[8];
     start[0] = row0;
     count[0] = n_rows;
-    for (int i = 1; i < nd; i++) count[i] = dims[i];
+    for (int i = 1; i < nd; i++)
+        count[i] = dims[i];
     H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
     hid_t mspace = H5Screate_simple(nd, count, NULL);
     herr_t st = H5Dread(ds, type, mspace, fspace, H5P_DEFAULT, out);
@@ -285,7 +691,9 @@ int h5_attr_f64(hid_t loc, const char *name, double value) {
     return attr_write(loc, name, H5T_NATIVE_DOUBLE, &value);
 }
 
-int h5_has_attr(hid_t loc, const char *name) { return H5Aexists(loc, name) > 0; }
+int h5_has_attr(hid_t loc, const char *name) {
+    return H5Aexists(loc, name) > 0;
+}
 
 static hid_t attr_open(hid_t loc, const char *name) {
     if (H5Aexists(loc, name) <= 0) {

@@ -7,6 +7,14 @@
  * compressed when large); attributes are scalar strings (fixed-length UTF-8,
  * so our files never use the global heap), int64s or doubles. Readers accept
  * variable-length strings too (h5py writes those, and so did we before).
+ *
+ * Every file opened for reading is untrusted: libhdf5 1.10 can crash, hang or
+ * allocate gigabytes on a corrupt one. h5_open_ro therefore first reads all of
+ * the file's metadata in a fork()ed child (under an address-space limit and a
+ * timeout) and opens the file itself only when that child succeeded; see h5.c.
+ *
+ *   AUTOINTERP_H5_CHECK_SECONDS   the child's time limit, default 30; 0 turns
+ *                                 the check off (only for trusted files).
  */
 #ifndef AUTOINTERP_IO_H5_H
 #define AUTOINTERP_IO_H5_H
@@ -16,9 +24,22 @@
 
 void h5_init(void);
 
-hid_t h5_create(const char *path);  /* truncates; returns <0 on error */
-hid_t h5_open_ro(const char *path); /* checks the signature first */
+hid_t h5_create(const char *path); /* truncates; returns <0 on error */
+/* Checks the signature, then h5_check_file, then opens read-only. */
+hid_t h5_open_ro(const char *path);
 int h5_close(hid_t file);
+
+/* The untrusted-file check alone: 0 when a child process read every object,
+ * attribute and dataset layout of path without an HDF5 error, a crash or
+ * running out of time; else -1 with "<path>: corrupt HDF5 file: <what>".
+ * Files that passed are remembered (device, inode, size, times) and not
+ * checked again while unchanged. No other thread may be inside libhdf5 during
+ * the call, and the file must not be open for writing in this process. */
+int h5_check_file(const char *path);
+/* For tests: how many check children this process started, and forgetting
+ * which files passed. */
+long h5_check_forks(void);
+void h5_check_forget(void);
 
 /* Groups: create (or open if present) "a/b" style paths. */
 hid_t h5_group(hid_t loc, const char *name);
@@ -36,8 +57,7 @@ int h5_read(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *ex
             hsize_t *dims_out, void **out);
 /* Read rows [row0, row0+n_rows) of a dataset (first dimension) into out, which
  * holds n_rows × (product of the other dims) elements of `type`. */
-int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t n_rows,
-                 void *out);
+int h5_read_rows(hid_t loc, const char *name, hid_t type, hsize_t row0, hsize_t n_rows, void *out);
 /* Shape of a dataset without reading it. */
 int h5_shape(hid_t loc, const char *name, int max_dims, int *ndim, hsize_t *dims);
 

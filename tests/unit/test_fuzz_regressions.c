@@ -10,8 +10,10 @@
  * with a message); a signal, a sanitizer report (ASan, UBSan, LeakSanitizer
  * exit codes) or an invariant abort fails the test naming the file.
  *
- * tests/fixtures/fuzz/pending/ holds inputs that still crash code owned by
- * another area; they are not replayed here (see its README.md).
+ * tests/fixtures/fuzz/pending/ (when present) holds inputs that still crash
+ * code owned by another area; they are not replayed here (see its README.md).
+ * The h5 inputs that crash or hang libhdf5 itself are replayed: h5_open_ro's
+ * check in a child process refuses them (fuzz_h5 limits it to 3 s).
  */
 #include "testutil.h"
 
