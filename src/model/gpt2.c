@@ -11,6 +11,15 @@
  * -ffast-math; reductions use 8-lane accumulators so that their order, hence
  * every result, is fixed and reproducible; plain loops are left to gcc at -O3.
  *
+ * Threads (util/parallel.h): the large products are OpenBLAS's to thread. The
+ * attention's small sgemms are not worth threading one by one (hundreds per
+ * layer, each waking and joining OpenBLAS's threads), so whole (batch, head)
+ * pairs go to our threads instead, each with single-threaded BLAS and its own
+ * score blocks; the elementwise and per-row passes split into row ranges. Every
+ * item is computed exactly as the serial loop would. LayerNorm passes also
+ * write the bias (and residual) rows that the next products add into, so a
+ * block makes four parallel regions of its own: ln_1, attention, ln_2, GELU.
+ *
  * Memory: the forward pass keeps, per layer, what its backward needs (when the
  * activations were made with save_for_backward) and otherwise reuses one set of
  * per-layer buffers. The attention probabilities are NOT stored: only the
@@ -34,6 +43,7 @@
 #include "io/atomic.h"
 #include "io/safetensors.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 /* ---------------------------------------------------------------------------
  * Vector helpers: fixed-order 8-lane reductions and a vectorisable exp.
@@ -81,77 +91,152 @@ static float vmax(const float *x, int n) {
 
 /* ---------------------------------------------------------------------------
  * Layers. Shapes use N = rows (B*T), C = channels.
+ *
+ * The elementwise and per-row passes run on the parallel_for threads, split
+ * into contiguous row (or column) ranges that are computed exactly as the
+ * serial loop would: no result depends on the number of threads. Sums over rows
+ * (bias and LayerNorm parameter gradients) split by columns, so that each sum
+ * still runs over the rows in order.
  */
 
-// out, inp are (N,C); mean, rstd are (N); weight, bias are (C)
-static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                              const float *weight, const float *bias, int N, int C, float eps) {
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C;
-        float *o = out + (size_t)i * C;
+/* Rows per thread at least: about 64k floats of work, against the tens of
+ * microseconds that starting a thread costs. */
+static size_t min_rows(int C) { return C >= 65536 ? 1 : (size_t)(65536 / C); }
+
+/* Rows of a later product's output to initialise, out = resid + bias (either
+ * may be NULL, not both), so that the product adds into them (beta = 1). A
+ * LayerNorm pass does it while it has the row at hand: one pass over memory and
+ * one parallel region fewer than doing it separately. */
+struct row_init {
+    float *out;
+    const float *resid, *bias;
+    int C;
+};
+
+static void init_row(const struct row_init *r, size_t i) {
+    int C = r->C;
+    float *o = r->out + i * C;
+    const float *x = r->resid ? r->resid + i * C : NULL;
+    if (x && r->bias)
+        for (int j = 0; j < C; j++) o[j] = x[j] + r->bias[j];
+    else
+        memcpy(o, x ? x : r->bias, (size_t)C * sizeof *o);
+}
+
+struct ln_ctx {
+    float *out, *mean, *rstd, *dinp, *dweight, *dbias;
+    const float *inp, *dout, *weight, *bias, *mean_in, *rstd_in;
+    int C;
+    float eps;
+    const struct row_init *init;
+    int n_init;
+};
+
+// out, inp are (N,C); mean, rstd are (N); weight, bias are (C). Rows [i0, i1).
+static void layernorm_rows(void *ctx, int thread, size_t i0, size_t i1) {
+    (void)thread;
+    const struct ln_ctx *c = ctx;
+    int C = c->C;
+    for (size_t i = i0; i < i1; i++) {
+        for (int k = 0; k < c->n_init; k++) init_row(&c->init[k], i);
+        const float *x = c->inp + i * C;
+        float *o = c->out + i * C;
         float m = vsum(x, C) / C;
         for (int j = 0; j < C; j++) o[j] = x[j] - m; /* centred, reused below */
         float v = vdot(o, o, C) / C;
-        float s = 1.0f / sqrtf(v + eps);
-        for (int j = 0; j < C; j++) o[j] = o[j] * s * weight[j] + bias[j];
-        if (mean) mean[i] = m;
-        if (rstd) rstd[i] = s;
+        float s = 1.0f / sqrtf(v + c->eps);
+        for (int j = 0; j < C; j++) o[j] = o[j] * s * c->weight[j] + c->bias[j];
+        if (c->mean) c->mean[i] = m;
+        if (c->rstd) c->rstd[i] = s;
     }
 }
 
-// dinp (N,C) += d LN / d inp · dout; dweight, dbias (C) += (NULL: skipped).
-// scratch holds C floats.
-static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, const float *mean,
-                               const float *rstd, int N, int C, float *scratch) {
-    float *dnorm = scratch;
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
-        float *dx = dinp + (size_t)i * C;
-        float m = mean[i], s = rstd[i];
-        /* dnorm = dy·w, and in the same pass Σ dnorm and Σ dnorm·(x - m) */
+// ... and the rows of init[0..n_init).
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, float eps,
+                              const struct row_init *init, int n_init) {
+    struct ln_ctx c = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .weight = weight,
+                       .bias = bias, .C = C, .eps = eps, .init = init, .n_init = n_init};
+    parallel_for((size_t)N, min_rows(C), layernorm_rows, &c);
+}
+
+// dinp rows [i0, i1) += d LN / d inp · dout
+static void layernorm_backward_rows(void *ctx, int thread, size_t i0, size_t i1) {
+    (void)thread;
+    const struct ln_ctx *c = ctx;
+    int C = c->C;
+    const float *weight = c->weight;
+    for (size_t i = i0; i < i1; i++) {
+        const float *x = c->inp + i * C, *dy = c->dout + i * C;
+        float *dx = c->dinp + i * C;
+        float m = c->mean_in[i], s = c->rstd_in[i];
+        /* Σ dnorm and Σ dnorm·(x - m), dnorm = dy·w */
         v8f sa = {0}, sb = {0};
         int j = 0;
         for (; j + 8 <= C; j += 8) {
             v8f dn = v8_load(dy + j) * v8_load(weight + j);
-            v8_store(dnorm + j, dn);
             sa += dn;
             sb += dn * (v8_load(x + j) - m);
         }
         float sum_dn = v8_hsum(sa), sum_dnx = v8_hsum(sb);
         for (; j < C; j++) {
-            dnorm[j] = dy[j] * weight[j];
-            sum_dn += dnorm[j];
-            sum_dnx += dnorm[j] * (x[j] - m);
+            float dn = dy[j] * weight[j];
+            sum_dn += dn;
+            sum_dnx += dn * (x[j] - m);
         }
         float dnorm_mean = sum_dn / C;
         float dn_norm = sum_dnx * s / C; /* mean of dnorm·norm, norm = (x - m)·s */
         for (j = 0; j < C; j++) {
-            float norm = (x[j] - m) * s;
-            dx[j] += s * (dnorm[j] - dnorm_mean - norm * dn_norm);
+            float norm = (x[j] - m) * s, dn = dy[j] * weight[j];
+            dx[j] += s * (dn - dnorm_mean - norm * dn_norm);
         }
-        if (dweight)
-            for (j = 0; j < C; j++) dweight[j] += dy[j] * (x[j] - m) * s;
-        if (dbias)
-            for (j = 0; j < C; j++) dbias[j] += dy[j];
     }
 }
 
-// out (N,OC) = inp (N,IC) · w (IC,OC) + bias (OC); accumulate: out += instead.
-static void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N,
-                           int IC, int OC, bool accumulate) {
-    if (bias) {
-        for (int i = 0; i < N; i++) {
-            float *o = out + (size_t)i * OC;
-            if (accumulate)
-                for (int j = 0; j < OC; j++) o[j] += bias[j];
-            else
-                memcpy(o, bias, (size_t)OC * sizeof *o);
+struct colsum_ctx {
+    float *dweight, *dbias;
+    const float *dout, *inp, *mean, *rstd; /* inp == NULL: dbias only */
+    int N, C;
+};
+
+// Columns [j0, j1): dbias[j] += Σ_i dout[i,j]; with inp, also dweight[j] +=
+// Σ_i dout[i,j]·(inp[i,j] - mean[i])·rstd[i] (LayerNorm). Rows in order.
+static void colsum_cols(void *ctx, int thread, size_t j0, size_t j1) {
+    (void)thread;
+    const struct colsum_ctx *c = ctx;
+    int C = c->C;
+    for (int i = 0; i < c->N; i++) {
+        const float *dy = c->dout + (size_t)i * C;
+        if (c->dweight) {
+            const float *x = c->inp + (size_t)i * C;
+            float m = c->mean[i], s = c->rstd[i];
+            for (size_t j = j0; j < j1; j++) c->dweight[j] += dy[j] * (x[j] - m) * s;
         }
-        accumulate = true;
+        if (c->dbias)
+            for (size_t j = j0; j < j1; j++) c->dbias[j] += dy[j];
     }
+}
+
+/* Columns per thread: the same 64k floats of work over N rows. */
+static size_t min_cols(int N) { return N >= 65536 ? 1 : (size_t)(65536 / N); }
+
+// dinp (N,C) += d LN / d inp · dout; dweight, dbias (C) += (NULL: skipped).
+static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C) {
+    struct ln_ctx c = {.dinp = dinp, .inp = inp, .dout = dout, .weight = weight,
+                       .mean_in = mean, .rstd_in = rstd, .C = C};
+    parallel_for((size_t)N, min_rows(C), layernorm_backward_rows, &c);
+    if (!dweight && !dbias) return;
+    struct colsum_ctx g = {dweight, dbias, dout, inp, mean, rstd, N, C};
+    parallel_for((size_t)C, min_cols(N), colsum_cols, &g);
+}
+
+// out (N,OC) = inp (N,IC) · w (IC,OC), or out += when initialised (row_init).
+static void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC,
+                           bool initialised) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
-                accumulate ? 1.0f : 0.0f, out, OC);
+                initialised ? 1.0f : 0.0f, out, OC);
 }
 
 // dinp (N,IC) = dout (N,OC) · wᵀ (overwritten); dw (IC,OC) += inpᵀ · dout;
@@ -163,11 +248,10 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
     if (!dw) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
                 dw, OC);
-    if (dbias)
-        for (int i = 0; i < N; i++) {
-            const float *d = dout + (size_t)i * OC;
-            for (int j = 0; j < OC; j++) dbias[j] += d[j];
-        }
+    if (dbias) {
+        struct colsum_ctx c = {.dbias = dbias, .dout = dout, .N = N, .C = OC};
+        parallel_for((size_t)OC, min_cols(N), colsum_cols, &c);
+    }
 }
 
 #define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
@@ -194,11 +278,31 @@ static inline v8f gelu_grad8(v8f x, v8f dy) {
     return (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du) * dy;
 }
 
+struct gelu_ctx {
+    float *out;
+    const float *inp, *dout;
+};
+
+// out[i] = gelu(inp[i]) for i in 8·[b0, b1)
+static void gelu_blocks(void *ctx, int thread, size_t b0, size_t b1) {
+    (void)thread;
+    const struct gelu_ctx *c = ctx;
+    for (size_t i = 8 * b0; i < 8 * b1; i += 8) v8_store(c->out + i, gelu8(v8_load(c->inp + i)));
+}
+
+// out[i] = gelu'(inp[i]) · dout[i] for i in 8·[b0, b1)
+static void gelu_grad_blocks(void *ctx, int thread, size_t b0, size_t b1) {
+    (void)thread;
+    const struct gelu_ctx *c = ctx;
+    for (size_t i = 8 * b0; i < 8 * b1; i += 8)
+        v8_store(c->out + i, gelu_grad8(v8_load(c->inp + i), v8_load(c->dout + i)));
+}
+
 // out, inp are (n)
 static void gelu_forward(float *out, const float *inp, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) v8_store(out + i, gelu8(v8_load(inp + i)));
-    for (; i < n; i++) {
+    struct gelu_ctx c = {out, inp, NULL};
+    parallel_for(n / 8, 8192, gelu_blocks, &c);
+    for (size_t i = n / 8 * 8; i < n; i++) {
         v8f x = {inp[i]};
         out[i] = gelu8(x)[0];
     }
@@ -206,9 +310,9 @@ static void gelu_forward(float *out, const float *inp, size_t n) {
 
 // dinp (n) = gelu'(inp) · dout (dinp may alias dout)
 static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) v8_store(dinp + i, gelu_grad8(v8_load(inp + i), v8_load(dout + i)));
-    for (; i < n; i++) {
+    struct gelu_ctx c = {dinp, inp, dout};
+    parallel_for(n / 8, 8192, gelu_grad_blocks, &c);
+    for (size_t i = n / 8 * 8; i < n; i++) {
         v8f x = {inp[i]}, d = {dout[i]};
         dinp[i] = gelu_grad8(x, d)[0];
     }
@@ -240,69 +344,101 @@ static void causal_softmax_rows(float *att, int ld, int r0, int nr, int nk, floa
     }
 }
 
-// qkv is (T,3C) for one sequence, out is (T,C); head h uses columns h*hs.
-// att is a (T,T) scratch; lse (NH,T) or NULL.
-static void attention_forward(float *out, float *lse, const float *qkv, float *att, int T, int C,
-                              int NH) {
+// Head h of one sequence: qkv is (T,3C), the head's q, k, v are its columns
+// h*hs + {0, C, 2C}; writes out (T,C) columns h*hs and lse (T) if not NULL.
+// att is (ATT_ROWS,T) scratch.
+static void attention_head_forward(float *out, float *lse, const float *qkv, float *att, int T,
+                                   int C, int NH, int h) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int h = 0; h < NH; h++) {
-        const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
-        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
-            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
-            float *s = att + (size_t)r0 * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
-                        q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, s, T);
-            causal_softmax_rows(s, T, r0, nr, nk, lse ? lse + (size_t)h * T : NULL);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, 1.0f, s, T, v,
-                        3 * C, 0.0f, out + (size_t)r0 * C + h * hs, C);
-        }
+    const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
+    for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+        int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
+                    q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, att, T);
+        causal_softmax_rows(att, T, r0, nr, nk, lse);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, 1.0f, att, T, v, 3 * C,
+                    0.0f, out + (size_t)r0 * C + h * hs, C);
     }
 }
 
-// One sequence: dqkv (T,3C) = gradient of attention given dout (T,C), the saved
-// qkv and lse (NH,T). att, datt are (T,T) scratch. Scores are recomputed.
-static void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                               float *att, float *datt, int T, int C, int NH) {
+// Head h of one sequence: dqkv (T,3C) columns of head h = gradient of attention
+// given dout (T,C), the saved qkv and the head's lse (T); scores are recomputed.
+// att, datt are (ATT_ROWS,T) scratch.
+static void attention_head_backward(float *dqkv, const float *dout, const float *qkv,
+                                    const float *lse, float *att, float *datt, int T, int C,
+                                    int NH, int h) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    memset(dqkv, 0, (size_t)T * 3 * C * sizeof *dqkv);
-    for (int h = 0; h < NH; h++) {
-        const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-        const float *dy = dout + h * hs;
-        const float *l = lse + (size_t)h * T;
-        for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
-            int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
-            float *p = att + (size_t)r0 * T, *dp = datt + (size_t)r0 * T;
-            // P (nr,nk) = exp(scale q kᵀ - lse), zero above the diagonal
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
-                        q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, p, T);
-            for (int i = 0; i < nr; i++) {
-                float *row = p + (size_t)i * T;
-                int n = r0 + i + 1;
-                float li = l[r0 + i];
-                exp_shifted(row, n, li);
-                for (int j = n; j < nk; j++) row[j] = 0.0f;
-            }
-            // dP (nr,nk) = dY · vᵀ;  dV (nk,hs) += Pᵀ · dY
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, 1.0f,
-                        dy + (size_t)r0 * C, C, v, 3 * C, 0.0f, dp, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f, p, T,
-                        dy + (size_t)r0 * C, C, 1.0f, dv, 3 * C);
-            // dS = P ⊙ (dP - rowsum(dP ⊙ P))
-            for (int i = 0; i < nr; i++) {
-                float *prow = p + (size_t)i * T, *drow = dp + (size_t)i * T;
-                float d = vdot(prow, drow, nk);
-                for (int j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - d);
-            }
-            // dQ (nr,hs) = scale dS · k;  dK (nk,hs) += scale dSᵀ · q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, scale, dp, T, k,
-                        3 * C, 0.0f, dq + (size_t)r0 * 3 * C, 3 * C);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, scale, dp, T,
-                        q + (size_t)r0 * 3 * C, 3 * C, 1.0f, dk, 3 * C);
-        }
+    const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
+    float *dq = dqkv + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+    const float *dy = dout + h * hs;
+    for (int t = 0; t < T; t++) { /* dk, dv accumulate over the blocks; dq is overwritten */
+        memset(dk + (size_t)t * 3 * C, 0, (size_t)hs * sizeof *dk);
+        memset(dv + (size_t)t * 3 * C, 0, (size_t)hs * sizeof *dv);
     }
+    for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+        int nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS, nk = r0 + nr;
+        float *p = att, *dp = datt;
+        // P (nr,nk) = exp(scale q kᵀ - lse), zero above the diagonal
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, scale,
+                    q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, p, T);
+        for (int i = 0; i < nr; i++) {
+            float *row = p + (size_t)i * T;
+            int n = r0 + i + 1;
+            exp_shifted(row, n, lse[r0 + i]);
+            for (int j = n; j < nk; j++) row[j] = 0.0f;
+        }
+        // dP (nr,nk) = dY · vᵀ;  dV (nk,hs) += Pᵀ · dY
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, 1.0f,
+                    dy + (size_t)r0 * C, C, v, 3 * C, 0.0f, dp, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f, p, T,
+                    dy + (size_t)r0 * C, C, 1.0f, dv, 3 * C);
+        // dS = P ⊙ (dP - rowsum(dP ⊙ P))
+        for (int i = 0; i < nr; i++) {
+            float *prow = p + (size_t)i * T, *drow = dp + (size_t)i * T;
+            float d = vdot(prow, drow, nk);
+            for (int j = 0; j < nk; j++) drow[j] = prow[j] * (drow[j] - d);
+        }
+        // dQ (nr,hs) = scale dS · k;  dK (nk,hs) += scale dSᵀ · q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk, scale, dp, T, k, 3 * C,
+                    0.0f, dq + (size_t)r0 * 3 * C, 3 * C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, scale, dp, T,
+                    q + (size_t)r0 * 3 * C, 3 * C, 1.0f, dk, 3 * C);
+    }
+}
+
+/* Attention of a whole batch, one (batch, head) pair per item on the
+ * parallel_blas_items threads, each with its own (ATT_ROWS,T) score blocks. */
+struct attention_ctx {
+    float *out, *lse;        /* forward: (N,C), (B,NH,T) or NULL */
+    float *dqkv;             /* backward: (N,3C) */
+    const float *dout, *qkv; /* (N,C), (N,3C) */
+    const float *lse_in;     /* backward: (B,NH,T) */
+    float *scratch;          /* per thread: 2 (ATT_ROWS,T) blocks */
+    int T, C, NH;
+};
+
+static float *thread_scratch(const struct attention_ctx *a, int thread) {
+    return a->scratch + (size_t)thread * 2 * ATT_ROWS * a->T;
+}
+
+static void attention_forward_item(void *ctx, int thread, size_t i) {
+    const struct attention_ctx *a = ctx;
+    int T = a->T, C = a->C, NH = a->NH, b = (int)i / NH, h = (int)i % NH;
+    size_t bt = (size_t)b * T;
+    attention_head_forward(a->out + bt * C, a->lse ? a->lse + (bt * NH + (size_t)h * T) : NULL,
+                           a->qkv + bt * 3 * C, thread_scratch(a, thread), T, C, NH, h);
+}
+
+static void attention_backward_item(void *ctx, int thread, size_t i) {
+    const struct attention_ctx *a = ctx;
+    int T = a->T, C = a->C, NH = a->NH, b = (int)i / NH, h = (int)i % NH;
+    size_t bt = (size_t)b * T;
+    float *s = thread_scratch(a, thread);
+    attention_head_backward(a->dqkv + bt * 3 * C, a->dout + bt * C, a->qkv + bt * 3 * C,
+                            a->lse_in + bt * NH + (size_t)h * T, s, s + (size_t)ATT_ROWS * T, T,
+                            C, NH, h);
 }
 
 /* Dropout of a residual branch (lm-train only). The mask is a hash of (key, i),
@@ -319,21 +455,35 @@ static uint64_t dropout_key(const struct gpt2 *g, int layer, int site) {
     return g->dropout_seed * 0x2545f4914f6cdd1dull + (uint64_t)layer * 2 + (uint64_t)site + 1;
 }
 
+struct dropout_ctx {
+    float *out;
+    const float *x, *branch; /* x == NULL: backward (out = mask ⊙ branch / (1-p)) */
+    uint32_t threshold;
+    float scale;
+    uint64_t key;
+};
+
+static void dropout_range(void *ctx, int thread, size_t i0, size_t i1) {
+    (void)thread;
+    const struct dropout_ctx *c = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        float kept = dropout_keep(c->key, i, c->threshold) ? c->branch[i] * c->scale : 0.0f;
+        c->out[i] = c->x ? c->x[i] + kept : kept;
+    }
+}
+
 // out (n) = x + mask ⊙ branch / (1-p)
 static void dropout_add(float *out, const float *x, const float *branch, size_t n, float p,
                         uint64_t key) {
-    uint32_t threshold = (uint32_t)(p * 16777216.0f);
-    float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++)
-        out[i] = x[i] + (dropout_keep(key, i, threshold) ? branch[i] * scale : 0.0f);
+    struct dropout_ctx c = {out, x, branch, (uint32_t)(p * 16777216.0f), 1.0f / (1.0f - p), key};
+    parallel_for(n, 65536, dropout_range, &c);
 }
 
 // d_branch (n) = mask ⊙ dout / (1-p)
 static void dropout_backward(float *d_branch, const float *dout, size_t n, float p, uint64_t key) {
-    uint32_t threshold = (uint32_t)(p * 16777216.0f);
-    float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++)
-        d_branch[i] = dropout_keep(key, i, threshold) ? dout[i] * scale : 0.0f;
+    struct dropout_ctx c = {d_branch, NULL, dout, (uint32_t)(p * 16777216.0f),
+                            1.0f / (1.0f - p), key};
+    parallel_for(n, 65536, dropout_range, &c);
 }
 
 /* ---------------------------------------------------------------------------
@@ -755,9 +905,10 @@ struct gpt2_acts {
     float *memory;
     struct gpt2_layer_acts *layer; /* n_layer entries (aliases when not saving) */
     float *lnf_mean, *lnf_rstd;    /* (N) */
-    float *att, *datt;             /* (T,T) attention scratch */
+    float *att;                    /* att_threads × 2 (ATT_ROWS,T) attention score blocks */
+    int att_threads;
     /* backward scratch (save_for_backward only) */
-    float *d_ln, *d_atty, *d_qkv, *d_fch, *d_scratch; /* (N,C) (N,C) (N,3C) (N,4C) (C) */
+    float *d_ln, *d_atty, *d_qkv, *d_fch; /* (N,C) (N,C) (N,3C) (N,4C) */
 };
 
 static size_t layer_floats(size_t N, size_t C, size_t NH) {
@@ -773,8 +924,10 @@ int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
     size_t N = (size_t)acts->B * acts->T, C = (size_t)c->d_model, NH = (size_t)c->n_head;
     size_t T = (size_t)acts->T, L = (size_t)c->n_layer;
     size_t n_sets = acts->save_for_backward ? L : 1;
-    size_t total = (L + 2) * N * C + 2 * N + 2 * T * T + n_sets * layer_floats(N, C, NH);
-    if (acts->save_for_backward) total += N * C * 9 + C;
+    int att_threads = parallel_threads();
+    size_t total = (L + 2) * N * C + 2 * N + (size_t)att_threads * 2 * ATT_ROWS * T +
+                   n_sets * layer_floats(N, C, NH);
+    if (acts->save_for_backward) total += N * C * 9;
     struct gpt2_acts *a = xcalloc(1, sizeof *a);
     acts->resid = xcalloc(L + 1, sizeof *acts->resid);
     if (a) a->layer = xcalloc(L, sizeof *a->layer);
@@ -792,8 +945,8 @@ int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
     TAKE(acts->lnf, N * C);
     TAKE(a->lnf_mean, N);
     TAKE(a->lnf_rstd, N);
-    TAKE(a->att, T * T);
-    TAKE(a->datt, T * T);
+    TAKE(a->att, (size_t)att_threads * 2 * ATT_ROWS * T);
+    a->att_threads = att_threads;
     for (size_t l = 0; l < L; l++) {
         struct gpt2_layer_acts *y = &a->layer[l];
         if (l >= n_sets) {
@@ -818,7 +971,6 @@ int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
         TAKE(a->d_atty, N * C);
         TAKE(a->d_qkv, 3 * N * C);
         TAKE(a->d_fch, 4 * N * C);
-        TAKE(a->d_scratch, C);
     }
 #undef TAKE
     acts->priv = a;
@@ -873,35 +1025,32 @@ static void block_forward(const struct lm *lm, struct lm_acts *acts, int l) {
     float *out = acts->resid[l + 1];
     bool save = acts->save_for_backward;
 
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1w + lc, p->ln1b + lc, N, C,
-                      c->norm_eps);
-    matmul_forward(a->qkv, a->ln1, p->qkvw + lc * 3 * C, p->qkvb + lc * 3, N, C, 3 * C, false);
-    for (int b = 0; b < B; b++)
-        attention_forward(a->atty + (size_t)b * T * C, save ? a->lse + (size_t)b * NH * T : NULL,
-                          a->qkv + (size_t)b * T * 3 * C, ga->att, T, C, NH);
     const struct gpt2 *g = gpt2_of(lm);
     bool drop = save && g->dropout > 0.0f;
     size_t NC = (size_t)N * C;
-    if (drop) { /* branch into the (idle) backward scratch, then resid2 = x + dropout(branch) */
-        matmul_forward(ga->d_ln, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, false);
-        dropout_add(a->resid2, x, ga->d_ln, NC, g->dropout, dropout_key(g, l, 0));
-    } else {
-        memcpy(a->resid2, x, NC * sizeof *x);
-        matmul_forward(a->resid2, a->atty, p->attprojw + lc * C, p->attprojb + lc, N, C, C, true);
-    }
+    /* ln_1, and the rows of qkv = c_attn bias and of the attention branch output:
+     * resid2 = x + c_proj bias, or (dropout) the bias alone into the idle
+     * backward scratch d_ln, for resid2 = x + dropout(branch) afterwards */
+    float *att_branch = drop ? ga->d_ln : a->resid2, *mlp_branch = drop ? ga->d_ln : out;
+    struct row_init init1[2] = {{a->qkv, NULL, p->qkvb + lc * 3, 3 * C},
+                                {att_branch, drop ? NULL : x, p->attprojb + lc, C}};
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1w + lc, p->ln1b + lc, N, C,
+                      c->norm_eps, init1, 2);
+    matmul_forward(a->qkv, a->ln1, p->qkvw + lc * 3 * C, N, C, 3 * C, true);
+    struct attention_ctx ac = {.out = a->atty, .lse = save ? a->lse : NULL, .qkv = a->qkv,
+                               .scratch = ga->att, .T = T, .C = C, .NH = NH};
+    parallel_blas_items((size_t)B * NH, ga->att_threads, attention_forward_item, &ac);
+    matmul_forward(att_branch, a->atty, p->attprojw + lc * C, N, C, C, true);
+    if (drop) dropout_add(a->resid2, x, ga->d_ln, NC, g->dropout, dropout_key(g, l, 0));
+    /* ln_2, and likewise fch = c_fc bias and the MLP branch output */
+    struct row_init init2[2] = {{a->fch, NULL, p->fcb + lc * 4, 4 * C},
+                                {mlp_branch, drop ? NULL : a->resid2, p->fcprojb + lc, C}};
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->resid2, p->ln2w + lc, p->ln2b + lc, N,
-                      C, c->norm_eps);
-    matmul_forward(a->fch, a->ln2, p->fcw + lc * 4 * C, p->fcb + lc * 4, N, C, 4 * C, false);
+                      C, c->norm_eps, init2, 2);
+    matmul_forward(a->fch, a->ln2, p->fcw + lc * 4 * C, N, C, 4 * C, true);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    if (drop) {
-        matmul_forward(ga->d_ln, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C,
-                       false);
-        dropout_add(out, a->resid2, ga->d_ln, NC, g->dropout, dropout_key(g, l, 1));
-    } else {
-        memcpy(out, a->resid2, NC * sizeof *out);
-        matmul_forward(out, a->fch_gelu, p->fcprojw + lc * 4 * C, p->fcprojb + lc, N, 4 * C, C,
-                       true);
-    }
+    matmul_forward(mlp_branch, a->fch_gelu, p->fcprojw + lc * 4 * C, N, 4 * C, C, true);
+    if (drop) dropout_add(out, a->resid2, ga->d_ln, NC, g->dropout, dropout_key(g, l, 1));
 }
 
 int gpt2_blocks_forward(const struct lm *lm, struct lm_acts *acts, int from, int to) {
@@ -916,7 +1065,7 @@ int gpt2_final_norm(const struct lm *lm, struct lm_acts *acts) {
     const struct gpt2_params *p = &gpt2_of(lm)->p;
     struct gpt2_acts *ga = acts->priv;
     layernorm_forward(acts->lnf, ga->lnf_mean, ga->lnf_rstd, acts->resid[lm->cfg.n_layer], p->lnfw,
-                      p->lnfb, acts->B * acts->T, lm->cfg.d_model, lm->cfg.norm_eps);
+                      p->lnfb, acts->B * acts->T, lm->cfg.d_model, lm->cfg.norm_eps, NULL, 0);
     return 0;
 }
 
@@ -970,7 +1119,7 @@ int gpt2_final_norm_backward(const struct lm *lm, struct lm_acts *acts, const fl
     if (param_grads) g = grads_of(lm, param_grads);
     memset(d_resid, 0, (size_t)N * C * sizeof *d_resid);
     layernorm_backward(d_resid, g.lnfw, g.lnfb, d_lnf, acts->resid[lm->cfg.n_layer], p->lnfw,
-                       ga->lnf_mean, ga->lnf_rstd, N, C, ga->d_scratch);
+                       ga->lnf_mean, ga->lnf_rstd, N, C);
     return 0;
 }
 
@@ -999,7 +1148,7 @@ static void block_backward(const struct lm *lm, struct lm_acts *acts, int l, flo
     matmul_backward(ga->d_ln, G(fcw, lc * 4 * C), G(fcb, lc * 4), ga->d_fch, a->ln2,
                     p->fcw + lc * 4 * C, N, C, 4 * C);
     layernorm_backward(dres, G(ln2w, lc), G(ln2b, lc), ga->d_ln, a->resid2, p->ln2w + lc,
-                       a->ln2_mean, a->ln2_rstd, N, C, ga->d_scratch);
+                       a->ln2_mean, a->ln2_rstd, N, C);
     // attention: resid2 = resid[l] + dropout(atty · attprojw + attprojb)
     d_branch = dres;
     if (drop) {
@@ -1008,15 +1157,25 @@ static void block_backward(const struct lm *lm, struct lm_acts *acts, int l, flo
     }
     matmul_backward(ga->d_atty, G(attprojw, lc * C), G(attprojb, lc), d_branch, a->atty,
                     p->attprojw + lc * C, N, C, C);
-    for (int b = 0; b < B; b++)
-        attention_backward(ga->d_qkv + (size_t)b * T * 3 * C, ga->d_atty + (size_t)b * T * C,
-                           a->qkv + (size_t)b * T * 3 * C, a->lse + (size_t)b * NH * T, ga->att,
-                           ga->datt, T, C, NH);
+    struct attention_ctx ac = {.dqkv = ga->d_qkv, .dout = ga->d_atty, .qkv = a->qkv,
+                               .lse_in = a->lse, .scratch = ga->att, .T = T, .C = C, .NH = NH};
+    parallel_blas_items((size_t)B * NH, ga->att_threads, attention_backward_item, &ac);
     matmul_backward(ga->d_ln, G(qkvw, lc * 3 * C), G(qkvb, lc * 3), ga->d_qkv, a->ln1,
                     p->qkvw + lc * 3 * C, N, C, 3 * C);
     layernorm_backward(dres, G(ln1w, lc), G(ln1b, lc), ga->d_ln, acts->resid[l], p->ln1w + lc,
-                       a->ln1_mean, a->ln1_rstd, N, C, ga->d_scratch);
+                       a->ln1_mean, a->ln1_rstd, N, C);
 #undef G
+}
+
+struct add_ctx {
+    float *y;
+    const float *x;
+};
+
+static void add_range(void *ctx, int thread, size_t i0, size_t i1) {
+    (void)thread;
+    const struct add_ctx *a = ctx;
+    for (size_t i = i0; i < i1; i++) a->y[i] += a->x[i];
 }
 
 int gpt2_blocks_backward(const struct lm *lm, struct lm_acts *acts, int from, int to,
@@ -1030,8 +1189,10 @@ int gpt2_blocks_backward(const struct lm *lm, struct lm_acts *acts, int from, in
     size_t n = (size_t)acts->B * acts->T * lm->cfg.d_model;
     for (int l = to - 1; l >= from; l--) {
         block_backward(lm, acts, l, d_resid, param_grads ? &g : NULL);
-        if (l > from && d_extra && d_extra[l])
-            for (size_t i = 0; i < n; i++) d_resid[i] += d_extra[l][i];
+        if (l > from && d_extra && d_extra[l]) {
+            struct add_ctx a = {d_resid, d_extra[l]};
+            parallel_for(n, 65536, add_range, &a);
+        }
     }
     return 0;
 }
