@@ -20,6 +20,7 @@
 #include "model/gpt2.h"
 #include "model/llama.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
@@ -227,6 +228,26 @@ double lm_softmax(float *x, int n, float scale) {
     return (double)m + log(sum);
 }
 
+/* Per-row CE of a chunk of logits, rows on the parallel_for threads; summed by
+ * the caller in row order, so the total does not depend on the threads. */
+struct ce_ctx {
+    const float *logits; /* (nr,V) */
+    const int32_t *tokens;
+    double *row_ce; /* (nr); rows with no next token (t = T-1) are skipped */
+    int r0, T, V;
+};
+
+static void ce_rows(void *ctx, int thread, size_t i0, size_t i1) {
+    (void)thread;
+    const struct ce_ctx *c = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        int r = c->r0 + (int)i;
+        const float *row = c->logits + i * c->V;
+        if (r % c->T != c->T - 1)
+            c->row_ce[i] = lm_logsumexp(row, c->V) - (double)row[c->tokens[r + 1]];
+    }
+}
+
 int lm_batch_ce(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens, double *ce_sum,
                 int64_t *n_predicted) {
     int B = acts->B, T = acts->T, C = lm->cfg.d_model, V = lm->cfg.vocab_size;
@@ -239,23 +260,30 @@ int lm_batch_ce(const struct lm *lm, struct lm_acts *acts, const int32_t *tokens
     /* rows (b, t) with t < T-1, in chunks that may span sequences */
     int n_rows = B * T, chunk = n_rows < CE_CHUNK_ROWS ? n_rows : CE_CHUNK_ROWS;
     float *logits = xmalloc((size_t)chunk * V * sizeof *logits);
-    if (!logits) return -1;
+    double *row_ce = xmalloc((size_t)chunk * sizeof *row_ce);
+    if (!logits || !row_ce) {
+        free(logits);
+        free(row_ce);
+        return -1;
+    }
     double sum = 0.0;
     for (int r0 = 0; r0 < n_rows; r0 += chunk) {
         int nr = n_rows - r0 < chunk ? n_rows - r0 : chunk;
         if (lm_unembed(lm, acts->lnf + (size_t)r0 * C, nr, logits) < 0) {
             free(logits);
+            free(row_ce);
             return -1;
         }
+        struct ce_ctx c = {logits, tokens, row_ce, r0, T, V};
+        parallel_for((size_t)nr, V >= 65536 ? 1 : (size_t)(65536 / V), ce_rows, &c);
         for (int i = 0; i < nr; i++) {
-            int r = r0 + i;
-            if (r % T == T - 1) continue;
-            const float *row = logits + (size_t)i * V;
-            sum += lm_logsumexp(row, V) - (double)row[tokens[r + 1]];
+            if ((r0 + i) % T == T - 1) continue;
+            sum += row_ce[i];
             (*n_predicted)++;
         }
     }
     free(logits);
+    free(row_ce);
     *ce_sum = sum;
     return 0;
 }
