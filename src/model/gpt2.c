@@ -325,6 +325,30 @@ static void exp_shifted(float *x, int n, float shift) {
     for (; i < n; i++) x[i] = model_expf(x[i] - shift);
 }
 
+// x[i] = exp(x[i] - shift) for i < n; returns Σ x[i] summed as vsum does
+static float exp_shifted_sum(float *x, int n, float shift) {
+    v8f a = {0}, b = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8f e0 = model_expf8(v8_load(x + i) - shift), e1 = model_expf8(v8_load(x + i + 8) - shift);
+        v8_store(x + i, e0);
+        v8_store(x + i + 8, e1);
+        a += e0;
+        b += e1;
+    }
+    for (; i + 8 <= n; i += 8) {
+        v8f e = model_expf8(v8_load(x + i) - shift);
+        v8_store(x + i, e);
+        a += e;
+    }
+    float s = v8_hsum(a + b);
+    for (; i < n; i++) {
+        x[i] = model_expf(x[i] - shift);
+        s += x[i];
+    }
+    return s;
+}
+
 /* Query rows per attention block: scores are computed for keys [0, r1) only. */
 #define ATT_ROWS 64
 
@@ -335,8 +359,7 @@ static void causal_softmax_rows(float *att, int ld, int r0, int nr, int nk, floa
         int t = r0 + i, n = t + 1;
         float *row = att + (size_t)i * ld;
         float m = vmax(row, n);
-        exp_shifted(row, n, m);
-        float sum = vsum(row, n);
+        float sum = exp_shifted_sum(row, n, m);
         float inv = 1.0f / sum;
         for (int j = 0; j < n; j++) row[j] *= inv;
         for (int j = n; j < nk; j++) row[j] = 0.0f;
