@@ -4,18 +4,21 @@
  *     h   = x + attn(ln_1(x))       attn: causal, softmax(q kᵀ / sqrt(hs)) v per head
  *     x'  = h + mlp(ln_2(h))        mlp: c_proj(gelu_tanh(c_fc(.)))
  * then ln_f and logits = ln_f(x) · wteᵀ. Every matrix product is one
- * cblas_sgemm; attention runs per (batch, head) as sgemms over blocks of query
- * rows so that the upper (masked) triangle of the score matrix is mostly never
- * computed. The exponential-heavy loops (softmax, GELU's tanh) use the 8-lane
- * polynomial exp of gpt2.h, since libm's expf/tanhf do not vectorise without
- * -ffast-math; reductions use 8-lane accumulators so that their order, hence
- * every result, is fixed and reproducible; plain loops are left to gcc at -O3.
+ * cblas_sgemm except in attention, which runs per (batch, head) over tiles or
+ * blocks of query rows so that the upper (masked) triangle of the score matrix
+ * is mostly never computed: the forward with a register-tiled kernel of its own
+ * (q kᵀ, softmax and · v of 6 query rows at a time, while they are in L1; for
+ * head sizes that are multiples of 8), the backward with sgemms. The
+ * exponential-heavy loops (softmax, GELU's tanh) use the 8-lane polynomial exp
+ * of gpt2.h, since libm's expf/tanhf do not vectorise without -ffast-math;
+ * reductions use 8-lane accumulators so that their order, hence every result,
+ * is fixed and reproducible; plain loops are left to gcc at -O3.
  *
  * Threads (util/parallel.h): the large products are OpenBLAS's to thread. The
- * attention's small sgemms are not worth threading one by one (hundreds per
- * layer, each waking and joining OpenBLAS's threads), so whole (batch, head)
+ * attention is not worth threading product by product (hundreds of small ones
+ * per layer, each waking and joining OpenBLAS's threads), so whole (batch, head)
  * pairs go to our threads instead, each with single-threaded BLAS and its own
- * score blocks; the elementwise and per-row passes split into row ranges. Every
+ * scratch; the elementwise and per-row passes split into row ranges. Every
  * item is computed exactly as the serial loop would. LayerNorm passes also
  * write the bias (and residual) rows that the next products add into, so a
  * block makes four parallel regions of its own: ln_1, attention, ln_2, GELU.
@@ -35,6 +38,9 @@
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,11 +373,137 @@ static void causal_softmax_rows(float *att, int ld, int r0, int nr, int nk, floa
     }
 }
 
-// Head h of one sequence: qkv is (T,3C), the head's q, k, v are its columns
-// h*hs + {0, C, 2C}; writes out (T,C) columns h*hs and lse (T) if not NULL.
-// att is (ATT_ROWS,T) scratch.
-static void attention_head_forward(float *out, float *lse, const float *qkv, float *att, int T,
+/* The forward attention of one head without BLAS, in tiles of ATT_TILE query
+ * rows: a tile's scores (against the keys up to its last row), their softmax
+ * and their product with v, while the tile's rows are in L1. The head's k is
+ * first packed into kp: panels of QK_KEYS keys, each (hs, QK_KEYS) contiguous
+ * (zero-padded to a whole panel), and v gathered into (T, hs). Needs
+ * hs % 8 == 0; other head sizes take attention_head_forward_blas. */
+#define ATT_TILE 6
+#define QK_KEYS 16
+
+static inline v8f v8_splat(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+
+#ifdef __FMA__
+static inline v8f fma8(v8f a, v8f b, v8f c) {
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+}
+#else
+static inline v8f fma8(v8f a, v8f b, v8f c) { return a * b + c; }
+#endif
+
+static size_t att_round_keys(int T) { return ((size_t)T + QK_KEYS - 1) / QK_KEYS * QK_KEYS; }
+
+// s[r][0..QK_KEYS) = scale Σ_d q[r][d] panel[d][0..QK_KEYS) for r < ATT_TILE (s
+// has row stride lds); q[r] may repeat a row.
+static inline void qk_tile(const float *const *q, const float *panel, int hs, float scale,
+                           float *s, size_t lds) {
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3], *q4 = q[4], *q5 = q[5];
+    for (int d = 0; d < hs; d++) {
+        const float *kd = panel + (size_t)d * QK_KEYS;
+        v8f k0 = v8_load(kd), k1 = v8_load(kd + 8), b;
+        b = v8_splat(q0[d]);
+        a00 = fma8(b, k0, a00), a01 = fma8(b, k1, a01);
+        b = v8_splat(q1[d]);
+        a10 = fma8(b, k0, a10), a11 = fma8(b, k1, a11);
+        b = v8_splat(q2[d]);
+        a20 = fma8(b, k0, a20), a21 = fma8(b, k1, a21);
+        b = v8_splat(q3[d]);
+        a30 = fma8(b, k0, a30), a31 = fma8(b, k1, a31);
+        b = v8_splat(q4[d]);
+        a40 = fma8(b, k0, a40), a41 = fma8(b, k1, a41);
+        b = v8_splat(q5[d]);
+        a50 = fma8(b, k0, a50), a51 = fma8(b, k1, a51);
+    }
+    v8f acc[ATT_TILE][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int r = 0; r < ATT_TILE; r++)
+        for (int c = 0; c < 2; c++) v8_store(s + r * lds + 8 * c, acc[r][c] * scale);
+}
+
+// out[r][d0..d0+16) = Σ_{k < nk} p[r][k] v[k][d0..d0+16) for r < nrows; v is
+// (nk, hs) contiguous, p has row stride ldp.
+static inline void av_tile16(const float *p, size_t ldp, int nrows, int nk, const float *v, int hs,
+                             int d0, float *out, size_t ldo) {
+    const float *pr[ATT_TILE];
+    for (int r = 0; r < ATT_TILE; r++) pr[r] = p + (r < nrows ? r : 0) * ldp;
+    const float *p0 = pr[0], *p1 = pr[1], *p2 = pr[2], *p3 = pr[3], *p4 = pr[4], *p5 = pr[5];
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    for (int k = 0; k < nk; k++) {
+        const float *vk = v + (size_t)k * hs + d0;
+        v8f v0 = v8_load(vk), v1 = v8_load(vk + 8), b;
+        b = v8_splat(p0[k]);
+        a00 = fma8(b, v0, a00), a01 = fma8(b, v1, a01);
+        b = v8_splat(p1[k]);
+        a10 = fma8(b, v0, a10), a11 = fma8(b, v1, a11);
+        b = v8_splat(p2[k]);
+        a20 = fma8(b, v0, a20), a21 = fma8(b, v1, a21);
+        b = v8_splat(p3[k]);
+        a30 = fma8(b, v0, a30), a31 = fma8(b, v1, a31);
+        b = v8_splat(p4[k]);
+        a40 = fma8(b, v0, a40), a41 = fma8(b, v1, a41);
+        b = v8_splat(p5[k]);
+        a50 = fma8(b, v0, a50), a51 = fma8(b, v1, a51);
+    }
+    v8f acc[ATT_TILE][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int r = 0; r < nrows; r++) {
+        v8_store(out + r * ldo + d0, acc[r][0]);
+        v8_store(out + r * ldo + d0 + 8, acc[r][1]);
+    }
+}
+
+// As av_tile16 for 8 columns.
+static inline void av_tile8(const float *p, size_t ldp, int nrows, int nk, const float *v, int hs,
+                            int d0, float *out, size_t ldo) {
+    v8f acc[ATT_TILE] = {{0}};
+    for (int r = 0; r < nrows; r++) {
+        const float *pr = p + r * ldp;
+        v8f a = {0};
+        for (int k = 0; k < nk; k++) a = fma8(v8_splat(pr[k]), v8_load(v + (size_t)k * hs + d0), a);
+        acc[r] = a;
+    }
+    for (int r = 0; r < nrows; r++) v8_store(out + r * ldo + d0, acc[r]);
+}
+
+// Head h of one sequence (see above): qkv is (T,3C), the head's q, k, v are its
+// columns h*hs + {0, C, 2C}; writes out (T,C) columns h*hs and lse (T) if not
+// NULL. scratch holds att_scratch_floats.
+static void attention_head_forward(float *out, float *lse, const float *qkv, float *scratch, int T,
                                    int C, int NH, int h) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t Tk = att_round_keys(T);
+    float *kp = scratch, *v = kp + (size_t)hs * Tk, *s = v + (size_t)T * hs;
+    const float *q = qkv + h * hs, *k = q + C, *vsrc = q + 2 * C;
+    for (size_t j0 = 0; j0 < Tk; j0 += QK_KEYS) { /* panel j0: kp[j0·hs + d·QK_KEYS + c] */
+        float *panel = kp + j0 * hs;
+        for (int c = 0; c < QK_KEYS; c++) {
+            size_t t = j0 + c;
+            const float *kr = k + t * 3 * C;
+            for (int d = 0; d < hs; d++) panel[d * QK_KEYS + c] = t < (size_t)T ? kr[d] : 0.0f;
+        }
+    }
+    for (int t = 0; t < T; t++)
+        memcpy(v + (size_t)t * hs, vsrc + (size_t)t * 3 * C, (size_t)hs * sizeof *v);
+    for (int t0 = 0; t0 < T; t0 += ATT_TILE) {
+        int nr = T - t0 < ATT_TILE ? T - t0 : ATT_TILE, nk = t0 + nr; /* keys [0, nk) */
+        const float *qr[ATT_TILE];
+        for (int r = 0; r < ATT_TILE; r++) qr[r] = q + (size_t)(t0 + (r < nr ? r : 0)) * 3 * C;
+        for (int j0 = 0; j0 < nk; j0 += QK_KEYS)
+            qk_tile(qr, kp + (size_t)j0 * hs, hs, scale, s + j0, Tk);
+        causal_softmax_rows(s, (int)Tk, t0, nr, nk, lse);
+        float *o = out + (size_t)t0 * C + h * hs;
+        int d0 = 0;
+        for (; d0 + 16 <= hs; d0 += 16) av_tile16(s, Tk, nr, nk, v, hs, d0, o, C);
+        for (; d0 < hs; d0 += 8) av_tile8(s, Tk, nr, nk, v, hs, d0, o, C);
+    }
+}
+
+// As attention_head_forward with sgemms, for any head size; att is (ATT_ROWS,T).
+static void attention_head_forward_blas(float *out, float *lse, const float *qkv, float *att,
+                                        int T, int C, int NH, int h) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     const float *q = qkv + h * hs, *k = q + C, *v = q + 2 * C;
@@ -438,20 +570,33 @@ struct attention_ctx {
     float *dqkv;             /* backward: (N,3C) */
     const float *dout, *qkv; /* (N,C), (N,3C) */
     const float *lse_in;     /* backward: (B,NH,T) */
-    float *scratch;          /* per thread: 2 (ATT_ROWS,T) blocks */
+    float *scratch;          /* per thread: att_scratch_floats */
     int T, C, NH;
 };
 
+/* Scratch floats per thread: the backward's two (ATT_ROWS,T) score blocks, or
+ * the forward's kp, v and ATT_TILE score rows. */
+static size_t att_scratch_floats(int T, int C, int NH) {
+    size_t hs = (size_t)(C / NH), Tk = att_round_keys(T);
+    size_t bwd = 2 * (size_t)ATT_ROWS * T, fwd = hs * Tk + (size_t)T * hs + ATT_TILE * Tk;
+    return bwd > fwd ? bwd : fwd;
+}
+
 static float *thread_scratch(const struct attention_ctx *a, int thread) {
-    return a->scratch + (size_t)thread * 2 * ATT_ROWS * a->T;
+    return a->scratch + (size_t)thread * att_scratch_floats(a->T, a->C, a->NH);
 }
 
 static void attention_forward_item(void *ctx, int thread, size_t i) {
     const struct attention_ctx *a = ctx;
     int T = a->T, C = a->C, NH = a->NH, b = (int)i / NH, h = (int)i % NH;
     size_t bt = (size_t)b * T;
-    attention_head_forward(a->out + bt * C, a->lse ? a->lse + (bt * NH + (size_t)h * T) : NULL,
-                           a->qkv + bt * 3 * C, thread_scratch(a, thread), T, C, NH, h);
+    float *lse = a->lse ? a->lse + (bt * NH + (size_t)h * T) : NULL;
+    if ((C / NH) % 8 == 0)
+        attention_head_forward(a->out + bt * C, lse, a->qkv + bt * 3 * C,
+                               thread_scratch(a, thread), T, C, NH, h);
+    else
+        attention_head_forward_blas(a->out + bt * C, lse, a->qkv + bt * 3 * C,
+                                    thread_scratch(a, thread), T, C, NH, h);
 }
 
 static void attention_backward_item(void *ctx, int thread, size_t i) {
@@ -928,7 +1073,7 @@ struct gpt2_acts {
     float *memory;
     struct gpt2_layer_acts *layer; /* n_layer entries (aliases when not saving) */
     float *lnf_mean, *lnf_rstd;    /* (N) */
-    float *att;                    /* att_threads × 2 (ATT_ROWS,T) attention score blocks */
+    float *att;                    /* att_threads × att_scratch_floats: attention scratch */
     int att_threads;
     /* backward scratch (save_for_backward only) */
     float *d_ln, *d_atty, *d_qkv, *d_fch; /* (N,C) (N,C) (N,3C) (N,4C) */
@@ -945,11 +1090,11 @@ int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
     if (acts->T > c->max_seq)
         return err_set("gpt2: sequence length %d exceeds n_positions %d", acts->T, c->max_seq);
     size_t N = (size_t)acts->B * acts->T, C = (size_t)c->d_model, NH = (size_t)c->n_head;
-    size_t T = (size_t)acts->T, L = (size_t)c->n_layer;
+    size_t L = (size_t)c->n_layer;
     size_t n_sets = acts->save_for_backward ? L : 1;
     int att_threads = parallel_threads();
-    size_t total = (L + 2) * N * C + 2 * N + (size_t)att_threads * 2 * ATT_ROWS * T +
-                   n_sets * layer_floats(N, C, NH);
+    size_t att_floats = (size_t)att_threads * att_scratch_floats(acts->T, c->d_model, c->n_head);
+    size_t total = (L + 2) * N * C + 2 * N + att_floats + n_sets * layer_floats(N, C, NH);
     if (acts->save_for_backward) total += N * C * 9;
     struct gpt2_acts *a = xcalloc(1, sizeof *a);
     acts->resid = xcalloc(L + 1, sizeof *acts->resid);
@@ -968,7 +1113,7 @@ int gpt2_acts_init(const struct lm *lm, struct lm_acts *acts) {
     TAKE(acts->lnf, N * C);
     TAKE(a->lnf_mean, N);
     TAKE(a->lnf_rstd, N);
-    TAKE(a->att, (size_t)att_threads * 2 * ATT_ROWS * T);
+    TAKE(a->att, att_floats);
     a->att_threads = att_threads;
     for (size_t l = 0; l < L; l++) {
         struct gpt2_layer_acts *y = &a->layer[l];
