@@ -9,9 +9,10 @@ static int fixed_threads;
 
 /* OpenBLAS's pthreads build keeps its worker threads spinning on sched_yield for
  * about 0.1 s after each threaded call, so during our own loops they would take
- * a share of the cores from our threads. blas_thread_shutdown_ (exported by
- * OpenBLAS for its fork handling) ends them; the next threaded BLAS call starts
- * them again (tens of microseconds). Weak: other BLAS libraries lack it. */
+ * a share of the cores from our threads (measured on 2 cores: up to 1.7 times
+ * the GPT-2 attention time). blas_thread_shutdown_ (exported by OpenBLAS for
+ * its fork handling) ends them; the next threaded BLAS call starts them again
+ * (tens of microseconds). Weak: other BLAS libraries lack it. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
 static void quiet_blas(void) {

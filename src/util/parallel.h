@@ -6,12 +6,15 @@
  * the serial loop would, so the results do not depend on the number of threads.
  * Threads are created per call (tens of microseconds, against milliseconds of
  * work per call); the count follows OpenBLAS's (--threads), so BLAS and these
- * loops never oversubscribe.
+ * loops never oversubscribe. OpenBLAS's pthreads build keeps its idle worker
+ * threads spinning on sched_yield for about 0.1 s after each threaded call,
+ * which would take a share of the cores from ours, so both loops first end
+ * them (OpenBLAS starts them again at its next threaded call).
  *
- * parallel_blas_items is for loops whose items are themselves BLAS calls too
- * small to thread well (the model's attention runs two sgemms per block of 64
- * query rows of one (batch, head)): instead of every small sgemm waking and
- * joining OpenBLAS's threads, whole items go to our threads and each calls
+ * parallel_blas_items is for loops whose items make BLAS calls too small to
+ * thread well (the model's attention backward: sgemms per block of 64 query
+ * rows of one (batch, head)): instead of every small sgemm waking and joining
+ * OpenBLAS's threads, whole items go to our threads and each calls
  * single-threaded sgemm. OpenBLAS splits a product over rows and columns, never
  * over the inner dimension, but which elements land on its edge kernels depends
  * on the split, so an item's bits can differ between single- and multi-threaded
