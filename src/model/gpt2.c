@@ -374,8 +374,9 @@ static void causal_softmax_rows(float *att, int ld, int r0, int nr, int nk, floa
 }
 
 /* The forward attention of one head without BLAS, in tiles of ATT_TILE query
- * rows: a tile's scores (against the keys up to its last row), their softmax
- * and their product with v, while the tile's rows are in L1. The head's k is
+ * rows: a tile's scores (against the keys up to its last row), their
+ * exponentials and their product with v, divided by the row sums at the end,
+ * while the tile's rows are in L1. The head's k is
  * first packed into kp: panels of QK_KEYS keys, each (hs, QK_KEYS) contiguous
  * (zero-padded to a whole panel), and v gathered into (T, hs). Needs
  * hs % 8 == 0; other head sizes take attention_head_forward_blas. */
@@ -391,6 +392,55 @@ static inline v8f fma8(v8f a, v8f b, v8f c) {
 #else
 static inline v8f fma8(v8f a, v8f b, v8f c) { return a * b + c; }
 #endif
+
+// model_expf8 with its arithmetic fused (one rounding per multiply-add): the
+// same polynomial, a little more accurate and a third fewer operations.
+static inline v8f att_expf8(v8f x) {
+    x = v8_max(x, x * 0.0f - 87.0f);
+    v8f n = fma8(x, v8_splat(1.44269504088896341f), v8_splat(12582912.0f)) - 12582912.0f;
+    v8f r = fma8(n, v8_splat(2.12194440e-4f), fma8(n, v8_splat(-0.693359375f), x));
+    v8f p = fma8(r, v8_splat(1.9875691500e-4f), v8_splat(1.3981999507e-3f));
+    p = fma8(p, r, v8_splat(8.3334519073e-3f));
+    p = fma8(p, r, v8_splat(4.1665795894e-2f));
+    p = fma8(p, r, v8_splat(1.6666665459e-1f));
+    p = fma8(p, r, v8_splat(5.0000001201e-1f));
+    p = fma8(p * r, r, r + 1.0f);
+    v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
+    return p * (v8f)e;
+}
+
+// Unnormalised causal softmax of the tile's score rows (row r is query t0 + r,
+// row stride lds): row[j] = exp(row[j] - max) for j <= t0 + r, 0 for the rest
+// of [0, nk); inv[r] = 1 / Σ row, applied to the output instead of to P.
+static void tile_softmax(float *s, size_t lds, int t0, int nr, int nk, float *inv, float *lse) {
+    for (int i = 0; i < nr; i++) {
+        int n = t0 + i + 1, j = 0;
+        float *row = s + (size_t)i * lds;
+        float m = vmax(row, n);
+        v8f a = {0}, b = {0};
+        for (; j + 16 <= n; j += 16) {
+            v8f e0 = att_expf8(v8_load(row + j) - m), e1 = att_expf8(v8_load(row + j + 8) - m);
+            v8_store(row + j, e0);
+            v8_store(row + j + 8, e1);
+            a += e0;
+            b += e1;
+        }
+        for (; j + 8 <= n; j += 8) {
+            v8f e = att_expf8(v8_load(row + j) - m);
+            v8_store(row + j, e);
+            a += e;
+        }
+        float sum = v8_hsum(a + b);
+        for (; j < n; j++) {
+            v8f x = {row[j] - m};
+            row[j] = att_expf8(x)[0];
+            sum += row[j];
+        }
+        for (; j < nk; j++) row[j] = 0.0f;
+        inv[i] = 1.0f / sum;
+        if (lse) lse[t0 + i] = m + logf(sum);
+    }
+}
 
 static size_t att_round_keys(int T) { return ((size_t)T + QK_KEYS - 1) / QK_KEYS * QK_KEYS; }
 
@@ -493,11 +543,14 @@ static void attention_head_forward(float *out, float *lse, const float *qkv, flo
         for (int r = 0; r < ATT_TILE; r++) qr[r] = q + (size_t)(t0 + (r < nr ? r : 0)) * 3 * C;
         for (int j0 = 0; j0 < nk; j0 += QK_KEYS)
             qk_tile(qr, kp + (size_t)j0 * hs, hs, scale, s + j0, Tk);
-        causal_softmax_rows(s, (int)Tk, t0, nr, nk, lse);
+        float inv[ATT_TILE];
+        tile_softmax(s, Tk, t0, nr, nk, inv, lse);
         float *o = out + (size_t)t0 * C + h * hs;
         int d0 = 0;
         for (; d0 + 16 <= hs; d0 += 16) av_tile16(s, Tk, nr, nk, v, hs, d0, o, C);
         for (; d0 < hs; d0 += 8) av_tile8(s, Tk, nr, nk, v, hs, d0, o, C);
+        for (int r = 0; r < nr; r++)
+            for (int e = 0; e < hs; e++) o[(size_t)r * C + e] *= inv[r];
     }
 }
 
