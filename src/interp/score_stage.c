@@ -20,7 +20,8 @@
  *    "by_split": {"top": r|null, "random": r|null, "quantile": r|null} (splits present),
  *    "windows": [{"split", "rank", "source", "n_tokens", "correlation": r|null, "r2"}],
  *    "explanation": text|null, "mode", "explainer_model", "simulator_model",
- *    "input_sha256": hash of the explanation and simulation lines and the true activations}
+ *    "input_sha256": hash of the explanation and simulation lines (timing, retry
+ *                    and cache fields aside) and the true activations}
  */
 #include <math.h>
 #include <stdio.h>
@@ -97,13 +98,31 @@ static int gather(const struct examples *ex, int fi, const cJSON *sim_rec, struc
 
 /* ---- the key of a feature's inputs ---- */
 
+/* Fields of explanation and simulation lines that say how a result was obtained
+ * (timing, retries, cache use), not what it is: left out of the key, so that a
+ * rerun served from the cache keeps its scores and two runs with the same
+ * results carry the same input_sha256. */
+static const char *const how_obtained[] = {"latency_ms", "attempts", "from_cache", "cache_hits"};
+
+/* The record as printed for the key: without the how_obtained fields; NULL on
+ * out of memory. */
+static char *key_text(const cJSON *rec) {
+    cJSON *c = cJSON_Duplicate(rec, true);
+    if (!c) return NULL;
+    for (size_t i = 0; i < sizeof how_obtained / sizeof *how_obtained; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(c, how_obtained[i]);
+    char *txt = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return txt;
+}
+
 static void input_key(const cJSON *expl_rec, const cJSON *sim_rec, const struct scored *s,
                       int window, char hex[65]) {
     struct sha256_ctx h;
     sha256_init(&h);
     const cJSON *recs[2] = {expl_rec, sim_rec};
     for (int i = 0; i < 2; i++) {
-        char *txt = recs[i] ? cJSON_PrintUnformatted(recs[i]) : NULL;
+        char *txt = recs[i] ? key_text(recs[i]) : NULL;
         const char *t = txt ? txt : "null";
         sha256_update(&h, t, strlen(t) + 1);
         free(txt);
