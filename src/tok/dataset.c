@@ -110,9 +110,9 @@ void token_dataset_close(struct token_dataset *d) {
 }
 
 int token_dataset_read(const struct token_dataset *d, int64_t start, int64_t n, int32_t *out) {
-    if (start < 0 || n < 0 || start + n > d->n_tokens)
-        return err_set("%s: tokens [%lld, %lld) out of range (the dataset has %lld)", d->path,
-                       (long long)start, (long long)(start + n), (long long)d->n_tokens);
+    if (start < 0 || n < 0 || start > d->n_tokens || n > d->n_tokens - start)
+        return err_set("%s: %lld tokens from position %lld are out of range (the dataset has %lld)",
+                       d->path, (long long)n, (long long)start, (long long)d->n_tokens);
     if (h5_read_rows(d->file, "tokens", H5T_NATIVE_INT32, (hsize_t)start, (hsize_t)n, out) != 0)
         return err_prefix("%s", d->path);
     for (int64_t i = 0; i < n; i++)

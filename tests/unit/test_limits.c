@@ -611,6 +611,11 @@ static void test_token_ids_outside_the_vocabulary(void **state) {
     assert_int_equal(token_dataset_read(&d, 5, 1, out), -1);
     assert_non_null(strstr(err_msg(), "id 65535"));
     assert_int_equal(token_dataset_read(&d, 4, 3, out), -1); /* past the end */
+    assert_non_null(strstr(err_msg(), "3 tokens from position 4 are out of range"));
+    /* start + n would overflow int64: refused, not wrapped round to a small range */
+    assert_int_equal(token_dataset_read(&d, 2, INT64_MAX, out), -1);
+    assert_non_null(strstr(err_msg(), "out of range"));
+    assert_int_equal(token_dataset_read(&d, INT64_MAX, 2, out), -1);
     token_dataset_close(&d);
 
     struct lm *lm = tiny_llama(dir, 4);
