@@ -103,9 +103,10 @@ fuzz:
 format:
 	clang-format -i $$(find src tests -name '*.c' -o -name '*.h' | grep -v node_modules)
 
-install: bin/autointerp
+# The binary finds the installed prompts/ as <bin>/../share/autointerp/prompts.
+install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/autointerp
-	install -m 755 bin/autointerp $(DESTDIR)$(PREFIX)/bin/autointerp
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/autointerp
 	cp -r prompts configs $(DESTDIR)$(PREFIX)/share/autointerp/
 
 clean:

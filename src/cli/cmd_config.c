@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "interp/interp.h"
+#include "interp/prompts.h"
 
 static const struct cli_opt opts[] = {{0}};
 
@@ -18,8 +20,9 @@ static const struct cli_command cmd = {
     .summary = "check a config and print it fully resolved",
     .usage = "autointerp config check FILE | config hash FILE | config schema",
     .description =
-        "check   validate FILE strictly (unknown keys, types, ranges, relations) and print\n"
-        "        the resolved config with every default filled in\n"
+        "check   validate FILE strictly (unknown keys, types, ranges, relations), load its\n"
+        "        prompt templates (stderr names their directory) and print the resolved\n"
+        "        config with every default filled in\n"
         "hash    print the SHA-256 of the canonical resolved config (what runs record)\n"
         "schema  print every key with its type, default and meaning (Markdown)",
     .opts = opts,
@@ -39,6 +42,20 @@ static void print_schema(void) {
             snprintf(type, sizeof type, "%s", cfg_type_name(s[i].type));
         printf("| `%s` | %s | `%s` | %s |\n", s[i].key, type, s[i].def, s[i].doc);
     }
+}
+
+/* The prompt templates a run of cfg would use load and pass their checks; says
+ * on stderr which directory that is. */
+static int check_prompts(const struct config *cfg) {
+    struct interp_settings s;
+    struct prompt_set ps;
+    if (interp_settings_from_config(cfg, &s) != 0) return cli_fail();
+    int rc = prompt_set_load(&ps, s.prompts_dir);
+    interp_settings_free(&s);
+    if (rc != 0) return cli_fail();
+    fprintf(stderr, "prompts: %s (set sha256 %.12s)\n", ps.dir, ps.sha256);
+    prompt_set_free(&ps);
+    return 0;
 }
 
 int cmd_config(int argc, char **argv) {
@@ -73,6 +90,7 @@ int cmd_config(int argc, char **argv) {
         if (json) printf("%s\n", json);
         else rc = cli_fail();
         free(json);
+        if (rc == 0) rc = check_prompts(&cfg);
     } else {
         char hex[65];
         if (config_hash(&cfg, hex) == 0) printf("%s\n", hex);

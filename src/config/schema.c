@@ -111,7 +111,7 @@ static const struct cfg_entry schema[] = {
      "sequences per forward pass during extraction (0 = about 2048 tokens)"},
 
     /* interpretability protocol */
-    {"interp.prompts", CFG_PATH, "\"prompts\"", NONE, "prompt template directory"},
+    {"interp.prompts", CFG_PATH, "\"prompts\"", NONE, "prompt template directory (the default, when absent from the working directory, is the copy beside the binary: ../prompts or ../share/autointerp/prompts)"},
     {"interp.n_explain", CFG_INT, "10", 1, 1000, NULL, "top windows shown to the explainer"},
     {"interp.n_score_top", CFG_INT, "10", 0, 1000, NULL, "held-out top windows the simulator scores"},
     {"interp.n_score_random", CFG_INT, "10", 0, 1000, NULL, "random windows the simulator scores"},

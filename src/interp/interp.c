@@ -9,6 +9,7 @@
 
 #include "interp/builtin.h"
 #include "interp/interp_internal.h"
+#include "interp/prompts.h"
 #include "io/jsonl.h"
 #include "util/error.h"
 #include "util/sha256.h"
@@ -36,7 +37,7 @@ static void endpoint_default(struct interp_endpoint *e, const char *model) {
 
 void interp_settings_default(struct interp_settings *s) {
     memset(s, 0, sizeof *s);
-    s->prompts_dir = "prompts";
+    s->prompts_dir = PROMPT_DEFAULT_DIR;
     s->n_explain = 10;
     s->n_score_top = 10;
     s->n_score_random = 10;

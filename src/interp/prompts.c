@@ -6,9 +6,13 @@
  */
 #include "interp/prompts.h"
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/atomic.h"
 #include "util/error.h"
@@ -223,11 +227,46 @@ static int load_one(struct prompt_set *ps, const char *dir, int i) {
     return rc;
 }
 
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The default directory, "prompts", when the working directory has none: the
+ * copy beside the binary (<bin>/../prompts, a build tree) or the installed one
+ * (<bin>/../share/autointerp/prompts, `make install`). Malloc'd; NULL if
+ * neither exists. */
+static char *installed_dir(void) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    const char *tails[] = {"/../" PROMPT_DEFAULT_DIR, "/../share/autointerp/" PROMPT_DEFAULT_DIR};
+    for (size_t i = 0; i < sizeof tails / sizeof *tails; i++) {
+        char path[PATH_MAX + 64], real[PATH_MAX];
+        snprintf(path, sizeof path, "%s%s", exe, tails[i]);
+        if (is_dir(path) && realpath(path, real)) return xstrdup(real);
+    }
+    return NULL;
+}
+
 int prompt_set_load(struct prompt_set *ps, const char *dir) {
     memset(ps, 0, sizeof *ps);
     if (!dir || !*dir) return err_set("prompts: no template directory given");
-    ps->dir = xstrdup(dir);
+    if (strcmp(dir, PROMPT_DEFAULT_DIR) == 0 && !is_dir(dir)) {
+        ps->dir = installed_dir();
+        if (!ps->dir)
+            return err_set("prompt templates: no directory \"" PROMPT_DEFAULT_DIR
+                           "\" in the working directory, beside the binary (../" PROMPT_DEFAULT_DIR
+                           ") or installed (../share/autointerp/" PROMPT_DEFAULT_DIR
+                           "); set interp.prompts");
+    }
+    if (!ps->dir) ps->dir = xstrdup(dir);
     if (!ps->dir) return -1;
+    dir = ps->dir;
     for (int i = 0; i < PROMPT_N; i++) {
         if (load_one(ps, dir, i) != 0) {
             prompt_set_free(ps);

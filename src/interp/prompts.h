@@ -66,7 +66,13 @@ struct prompt_set {
     int n_simulate_shots;
 };
 
-/* Load and check every file of dir. On failure *ps is left empty. */
+/* The default template directory. When it is not in the working directory, the
+ * copy beside the binary is used: <bin>/../prompts (the build tree) or
+ * <bin>/../share/autointerp/prompts (`make install`); ps->dir says which. */
+#define PROMPT_DEFAULT_DIR "prompts"
+
+/* Load and check every file of dir (PROMPT_DEFAULT_DIR: see above). On failure
+ * *ps is left empty. */
 int prompt_set_load(struct prompt_set *ps, const char *dir);
 void prompt_set_free(struct prompt_set *ps);
 
