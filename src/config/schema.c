@@ -170,6 +170,10 @@ static const struct cfg_entry schema[] = {
     {"report.seed", CFG_INT, "0", 0, 4294967295.0, NULL, "bootstrap RNG seed (recorded)"},
     {"report.pairs", CFG_PAIR_LIST, "[]", NONE,
      "pinned comparisons [[sae_a, sae_b], ...]; empty = closest in L0 and in CE increase"},
+    {"report.geometry", CFG_BOOL, "true", NONE,
+     "dictionary geometry (reads every SAE decoder; `report --no-geometry` also turns it off)"},
+    {"report.html", CFG_BOOL, "true", NONE,
+     "index.html and the feature pages (`report --no-html` also turns them off)"},
 };
 
 const struct cfg_entry *config_schema(int *n) {

@@ -33,8 +33,8 @@ int report_settings_from_config(const struct config *cfg, struct report_settings
     s->level = cfg_num(cfg, "report.level");
     s->seed = (unsigned long)cfg_int(cfg, "report.seed");
     s->tokenizer = cfg_str(cfg, "data.tokenizer");
-    /* geometry and html stay at their defaults (on): the config has no keys for
-     * them; `autointerp report --no-geometry / --no-html` turn them off. */
+    s->geometry = cfg_bool(cfg, "report.geometry");
+    s->html = cfg_bool(cfg, "report.html");
     const cJSON *pairs = cfg_node(cfg, "report.pairs");
     int n = cJSON_GetArraySize(pairs);
     if (n > 0) {

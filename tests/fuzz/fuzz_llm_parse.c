@@ -11,8 +11,8 @@
  * A parsed reply is then decoded the way the interpretation stages decode it
  * (src/interp/reply.h: the explanation, the simulator's JSON list and its
  * logprob distributions, n = 1, 4, 7 or 10 values by bits 6-7): every value
- * they return must be a number in 0..10. That code belongs to the interp
- * area; a crash there is kept under tests/fixtures/fuzz/pending/llm_parse/.
+ * they return must be a number in 0..10. A crash is triaged as scripts/fuzz.sh
+ * describes (fixed, then kept under tests/fixtures/fuzz/llm_parse/).
  */
 #include "fuzz_common.h"
 

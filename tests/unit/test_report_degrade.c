@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <gsl/gsl_errno.h>
@@ -255,7 +256,31 @@ static void test_cli_report(void **state) {
     assert_non_null(t);
     assert_non_null(strstr(t, "\"resamples\":\t300"));
     assert_non_null(strstr(t, "\"seed\":\t5"));
+    assert_non_null(strstr(t, "\"geometry\":\t\"skipped\""));
     free(t);
+    char *index = path_join(outdir, "index.html");
+    assert_true(access(index, F_OK) == 0); /* html on by default */
+    free(index);
+    /* the same two switches as config keys (what a nightly job sets) */
+    char *cfg2 = path_join(root, "c2.json"), *out2 = path_join(root, "keys");
+    snprintf(json, sizeof json,
+             "{\"experiment\": \"exp\", \"results_dir\": \"%s\", \"data\": {\"train_tokens\": "
+             "\"t.h5\", \"eval_tokens\": \"e.h5\"}, \"report\": {\"resamples\": 200, "
+             "\"geometry\": false, \"html\": false}}",
+             root);
+    write_file(cfg2, json, strlen(json));
+    char *by_keys[] = {"report", "-o", out2, cfg2, NULL};
+    assert_int_equal(cmd_report(4, by_keys), 0);
+    char *sum2 = path_join(out2, "summary.json"), *index2 = path_join(out2, "index.html");
+    t = read_file_all(sum2, 0, &n);
+    assert_non_null(t);
+    assert_non_null(strstr(t, "\"geometry\":\t\"skipped\""));
+    assert_true(access(index2, F_OK) != 0);
+    free(t);
+    free(sum2);
+    free(index2);
+    free(cfg2);
+    free(out2);
     char *bad_level[] = {"report", "--level", "1.5", cfg, NULL};
     assert_int_equal(cmd_report(4, bad_level), 2);
     char *no_cfg[] = {"report", "/nonexistent/c.json", NULL};
