@@ -37,6 +37,8 @@ static const struct cli_opt opts[] = {
     {"context", 0, "T", "positions per sequence (default 128)"},
     {"batch", 0, "B", "sequences per forward pass (default: about 2048 tokens)"},
     {"no-bos", 0, NULL, "do not prepend BOS to each sequence (Llama tokenizers)"},
+    {"alive-from", 0, "pass|sae", "alive set to sample from: this pass (default) or the SAE file's "
+                                 "metrics (encodes only the sampled features)"},
     {"force", 'f', NULL, "redo SAEs whose output is already complete"},
     {0},
 };
@@ -86,6 +88,10 @@ static int apply_options(const struct cli_args *a, struct extract_settings *s) {
     if (cli_int(a, "max-tokens", s->max_tokens, 0, 1LL << 50, &v) != 0) return 2;
     s->max_tokens = v;
     if (cli_flag(a, "no-bos")) s->prepend_bos = false;
+    const char *from = cli_value(a, "alive-from");
+    if (from && strcmp(from, "pass") != 0 && strcmp(from, "sae") != 0)
+        return cli_usage_error(&cmd, "--alive-from must be pass or sae, got '%s'", from);
+    if (from) s->alive_from_sae = strcmp(from, "sae") == 0;
     if (cli_value(a, "features") && extract_settings_parse_features(s, cli_value(a, "features")) != 0)
         return 1;
     if (s->offset >= s->window)

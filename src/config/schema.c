@@ -97,6 +97,10 @@ static const struct cfg_entry schema[] = {
      "alive features sampled per dictionary (fewer, with a warning, if fewer are alive)"},
     {"extract.features", CFG_INT_LIST, "[]", 0, 1e9, NULL, "explicit feature ids instead of sampling"},
     {"extract.tokens", CFG_INT, "0", 0, 1e13, NULL, "evaluation tokens scanned (0 = the whole eval set)"},
+    {"extract.alive_from", CFG_ENUM, "\"pass\"", 0, 0, "pass|sae",
+     "where the alive set to sample from comes from: pass = this pass (every feature encoded, "
+     "density and maximum of all), sae = the SAE file's evaluation metrics (only the sampled "
+     "features encoded: about 2x faster at GPT-2-small size)"},
     {"extract.window", CFG_INT, "64", 2, 4096, NULL, "tokens per example window"},
     {"extract.offset", CFG_INT, "48", 0, 4095, NULL,
      "position of the maximum-activating token inside its window"},

@@ -69,6 +69,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,8 @@ struct collector {
     int64_t *accepted;   /* [L] starts accepted in the current sequence */
     size_t bytes, peak_bytes;
     int n_tracked, peak_tracked;
+    int32_t *known_sample; /* with known_alive: the sample, also set as p.features */
+    int n_known_alive;     /* with known_alive: how many it flags */
 };
 
 uint64_t collect_mix_seed(uint64_t seed, uint64_t tag, uint64_t index) {
@@ -474,6 +477,40 @@ static int quantile_sequence(struct collector *c, struct track *t, const float *
 /* ---------------------------------------------------------------------------
  * Streaming.
  */
+/* π: a seeded uniform permutation of the features; rank[f] is f's place in it. */
+static int make_order(struct collector *c) {
+    int d_sae = c->d_sae;
+    c->order = xmalloc((size_t)d_sae * sizeof *c->order);
+    gsl_rng *r = rng_new(collect_mix_seed(c->p.seed, TAG_ORDER, 0));
+    int rc = c->order && r ? 0 : -1;
+    if (rc == 0) {
+        for (int i = 0; i < d_sae; i++) c->order[i] = i;
+        gsl_ran_shuffle(r, c->order, (size_t)d_sae, sizeof *c->order);
+        for (int i = 0; i < d_sae; i++) c->rank[c->order[i]] = i;
+    }
+    if (r) gsl_rng_free(r);
+    return rc;
+}
+
+/* The alive set is known: the sample is its first n_features in π order (what the
+ * one-pass rule picks when exactly these features fire), then handled as an
+ * explicit list. */
+static int sample_known(struct collector *c) {
+    if (make_order(c) != 0) return -1;
+    int n = 0;
+    for (int f = 0; f < c->d_sae; f++) c->n_known_alive += c->p.known_alive[f] != 0;
+    int want = c->p.n_features < c->n_known_alive ? c->p.n_features : c->n_known_alive;
+    c->known_sample = xmalloc(((size_t)want + 1) * sizeof *c->known_sample);
+    if (!c->known_sample) return -1;
+    for (int r = 0; r < c->d_sae && n < want; r++)
+        if (c->p.known_alive[c->order[r]]) c->known_sample[n++] = c->order[r];
+    free(c->order);
+    c->order = NULL;
+    c->p.features = c->known_sample;
+    c->p.n_explicit = n;
+    return 0;
+}
+
 int collector_new(const struct collect_params *p, int d_sae, struct collector **out) {
     *out = NULL;
     int L = p->T - p->r0;
@@ -522,26 +559,19 @@ int collector_new(const struct collect_params *p, int d_sae, struct collector **
         return -1;
     }
     int rc = 0;
-    if (p->features) {
+    if (!p->features && p->known_alive) rc = sample_known(c);
+    if (rc == 0 && c->p.features) {
+        p = &c->p;
         c->n_target = p->n_explicit;
         for (int f = 0; f < d_sae; f++) c->rank[f] = INT32_MAX;
         for (int i = 0; i < p->n_explicit && rc == 0; i++) {
             c->rank[p->features[i]] = i;
             rc = track_start(c, p->features[i]);
         }
-    } else {
-        /* π: a seeded uniform permutation; rank[f] is f's place in it. */
+    } else if (rc == 0) {
         c->n_target = p->n_features;
         c->cutoff = d_sae;
-        c->order = xmalloc((size_t)d_sae * sizeof *c->order);
-        gsl_rng *r = rng_new(collect_mix_seed(p->seed, TAG_ORDER, 0));
-        if (!c->order || !r) rc = -1;
-        if (rc == 0) {
-            for (int i = 0; i < d_sae; i++) c->order[i] = i;
-            gsl_ran_shuffle(r, c->order, (size_t)d_sae, sizeof *c->order);
-            for (int i = 0; i < d_sae; i++) c->rank[c->order[i]] = i;
-        }
-        if (r) gsl_rng_free(r);
+        rc = make_order(c);
     }
     if (rc != 0) {
         collector_free(c);
@@ -553,6 +583,7 @@ int collector_new(const struct collect_params *p, int d_sae, struct collector **
 
 void collector_free(struct collector *c) {
     if (!c) return;
+    free(c->known_sample);
     for (int f = 0; c->track && f < c->d_sae; f++) track_free(c, c->track[f]);
     free(c->count);
     free(c->maxact);
@@ -622,27 +653,48 @@ static int tracked_row(struct collector *c, struct track *t, float *row, float b
     return 0;
 }
 
+/* Feature f's pre-activations over the batch (row: B*T, overwritten). */
+static int feed_row(struct collector *c, int f, float *row, const float *bias) {
+    int N = c->B * c->p.T;
+    float b = bias ? bias[f] : 0.0f;
+    for (int s = 0; s < c->B; s++)
+        for (int p = 0; p < c->p.r0; p++) row[(size_t)s * c->p.T + p] = -INFINITY;
+    int64_t n;
+    float m;
+    row_stats(row, N, b, &n, &m);
+    if (m > c->maxact[f]) c->maxact[f] = m;
+    if (n > 0 && c->count[f] == 0 && became_alive(c, f) != 0)
+        return err_prefix("extract: feature %d", f);
+    c->count[f] += n;
+    if (c->track[f] && (n > 0 || c->track[f]->rand_next < c->track[f]->n_rand) &&
+        tracked_row(c, c->track[f], row, b) != 0)
+        return err_prefix("extract: feature %d", f);
+    return 0;
+}
+
 int collector_block(struct collector *c, int f0, int nf, float *pre, const float *bias) {
     int N = c->B * c->p.T;
     if (f0 < 0 || nf < 0 || f0 + nf > c->d_sae)
         return err_set("extract: feature block [%d, %d) outside 0..%d", f0, f0 + nf, c->d_sae);
-    for (int i = 0; i < nf; i++) {
-        int f = f0 + i;
-        float *row = pre + (size_t)i * N, b = bias ? bias[f] : 0.0f;
-        for (int s = 0; s < c->B; s++)
-            for (int p = 0; p < c->p.r0; p++) row[(size_t)s * c->p.T + p] = -INFINITY;
-        int64_t n;
-        float m;
-        row_stats(row, N, b, &n, &m);
-        if (m > c->maxact[f]) c->maxact[f] = m;
-        if (n > 0 && c->count[f] == 0 && became_alive(c, f) != 0)
-            return err_prefix("extract: feature %d", f);
-        c->count[f] += n;
-        if (c->track[f] && (n > 0 || c->track[f]->rand_next < c->track[f]->n_rand) &&
-            tracked_row(c, c->track[f], row, b) != 0)
-            return err_prefix("extract: feature %d", f);
+    for (int i = 0; i < nf; i++)
+        if (feed_row(c, f0 + i, pre + (size_t)i * N, bias) != 0) return -1;
+    return 0;
+}
+
+int collector_rows(struct collector *c, const int32_t *features, int n, float *pre,
+                   const float *bias) {
+    int N = c->B * c->p.T;
+    for (int i = 0; i < n; i++) {
+        if (features[i] < 0 || features[i] >= c->d_sae)
+            return err_set("extract: feature %d outside 0..%d", features[i], c->d_sae - 1);
+        if (feed_row(c, features[i], pre + (size_t)i * N, bias) != 0) return -1;
     }
     return 0;
+}
+
+const int32_t *collector_sample(const struct collector *c, int *n) {
+    *n = c->p.features ? c->p.n_explicit : 0;
+    return c->p.features;
 }
 
 void collector_get_stats(const struct collector *c, struct collect_stats *st) {
@@ -860,6 +912,10 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
         log_warn("extract: only %d features are alive (of %d) in %lld tokens, fewer than the %d "
                  "requested: taking all of them",
                  c->n_alive, c->d_sae, (long long)c->n_tokens, c->p.n_features);
+    if (c->known_sample && nf < c->p.n_features)
+        log_warn("extract: only %d features are alive (of %d) by the SAE's metrics, fewer than "
+                 "the %d requested: taking all of them",
+                 c->n_known_alive, c->d_sae, c->p.n_features);
     struct wlist all = {0};
     int32_t *fidx = NULL;
     int rc = 0, short_top = 0, short_rand = 0, short_q = 0, dead_listed = 0;
@@ -879,7 +935,8 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
         }
     }
     if (dead_listed)
-        log_warn("extract: %d listed features never fire in the scanned tokens", dead_listed);
+        log_warn("extract: %d %s features never fire in the scanned tokens", dead_listed,
+                 c->known_sample ? "sampled (alive by the SAE's metrics)" : "listed");
     if (short_top)
         log_warn("extract: %d of %d features have fewer than n_explain + n_score_top = %d "
                  "non-overlapping top windows (rare features; their splits shrink in proportion)",
@@ -903,7 +960,7 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
         ex->seed = (int64_t)c->p.seed;
         ex->n_tokens_scanned = c->n_tokens;
         ex->d_sae = c->d_sae;
-        ex->n_alive = c->n_alive;
+        ex->n_alive = c->known_sample ? c->n_known_alive : c->n_alive;
         ex->n_features = nf;
         ex->features = feats;
         feats = NULL;
@@ -911,8 +968,9 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
         ex->max_activation = xmalloc((size_t)c->d_sae * sizeof *ex->max_activation);
         if (!ex->density || !ex->max_activation) rc = -1;
         for (int f = 0; rc == 0 && f < c->d_sae; f++) {
-            ex->density[f] = (double)c->count[f] / (double)c->n_tokens;
-            ex->max_activation[f] = c->maxact[f];
+            bool scanned = !c->known_sample || c->rank[f] != INT32_MAX;
+            ex->density[f] = scanned ? (double)c->count[f] / (double)c->n_tokens : NAN;
+            ex->max_activation[f] = scanned ? c->maxact[f] : NAN;
         }
     }
     free(feats);

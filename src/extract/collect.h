@@ -36,6 +36,12 @@ struct collect_params {
     int n_features;             /* alive features to sample (ignored with a list) */
     const int32_t *features;    /* explicit feature ids, or NULL to sample */
     int n_explicit;
+    /* NULL, or d_sae flags saying which features are alive, known before the pass
+     * (an SAE's evaluation metrics): the sample is then the first n_features of
+     * them in the same π order, tracked from the start, and only they need be
+     * passed (collector_rows). Density and maximum are then measured for the
+     * sampled features only; the others get NaN. Ignored with a list. */
+    const uint8_t *known_alive;
     uint64_t seed;
 };
 
@@ -60,6 +66,13 @@ int collector_batch(struct collector *c, int64_t seq0, int B);
  * ReLU applied here; rows are overwritten. Fails only when out of memory. */
 int collector_block(struct collector *c, int f0, int nf, float *pre, const float *bias);
 
+/* The same for a list of features: row i of pre holds feature features[i]. With
+ * known_alive, only the sampled features (collector_sample) are needed. */
+int collector_rows(struct collector *c, const int32_t *features, int n, float *pre,
+                   const float *bias);
+/* The features that will be sampled when that is known before the pass (an
+ * explicit list or known_alive), in sample order; NULL otherwise. */
+const int32_t *collector_sample(const struct collector *c, int *n);
 /* Reads n dataset tokens from position pos (window tokens are looked up at the end). */
 typedef int (*collect_read_tokens)(void *ctx, int64_t pos, int n, int32_t *out);
 

@@ -26,6 +26,7 @@ void examples_free(struct examples *ex) {
     free(ex->model_path);
     free(ex->tokens_path);
     free(ex->tokenizer);
+    free(ex->alive_from);
     free(ex->density);
     free(ex->max_activation);
     free(ex->features);
@@ -80,7 +81,8 @@ static int write_attrs(hid_t f, const struct examples *ex) {
         h5_attr_str(f, "sae_path", or_empty(ex->sae_path)) ||
         h5_attr_str(f, "model_path", or_empty(ex->model_path)) ||
         h5_attr_str(f, "tokens_path", or_empty(ex->tokens_path)) ||
-        h5_attr_str(f, "tokenizer", or_empty(ex->tokenizer)))
+        h5_attr_str(f, "tokenizer", or_empty(ex->tokenizer)) ||
+        h5_attr_str(f, "alive_from", ex->alive_from ? ex->alive_from : "pass"))
         return -1;
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (h5_attr_i64(f, ints[i].name, ints[i].v)) return -1;
@@ -160,7 +162,8 @@ static int load_attrs(hid_t f, struct examples *ex) {
     if (h5_get_attr_str(f, "sae", &ex->sae_name) || h5_get_attr_str(f, "sae_path", &ex->sae_path) ||
         h5_get_attr_str(f, "model_path", &ex->model_path) ||
         h5_get_attr_str(f, "tokens_path", &ex->tokens_path) ||
-        h5_get_attr_str(f, "tokenizer", &ex->tokenizer))
+        h5_get_attr_str(f, "tokenizer", &ex->tokenizer) ||
+        (h5_has_attr(f, "alive_from") && h5_get_attr_str(f, "alive_from", &ex->alive_from)))
         return -1;
     struct {
         const char *name;

@@ -8,6 +8,11 @@
  *     window, offset (position of the max-activating token in a top window),
  *     top_k, n_random, n_quantile, n_explain, n_score_top, seed,
  *     n_tokens_scanned, d_sae, n_alive,
+ *     alive_from: "pass" (alive, density and maximum of every feature over the
+ *                 scanned tokens) or "sae metrics over N tokens" (extract.alive_from
+ *                 "sae": n_alive and the sample come from the SAE file's evaluation;
+ *                 only the sampled features were scanned, the others have NaN
+ *                 density and maximum); files without it are "pass",
  *     inputs_hash (extract's digest of its settings and input files: a rerun with
  *                  the same one skips the SAE),
  *     complete = 1   (written last: a file without it is never read as complete)
@@ -40,6 +45,7 @@ enum window_split { SPLIT_EXPLAIN = 0, SPLIT_SCORE_TOP = 1, SPLIT_SCORE_RANDOM =
 struct examples {
     char *path;
     char *sae_name, *sae_path, *model_path, *tokens_path, *tokenizer;
+    char *alive_from; /* NULL = "pass" */
     int window, offset;
     int top_k, n_random, n_quantile, n_explain, n_score_top;
     int64_t seed, n_tokens_scanned;

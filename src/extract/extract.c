@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "io/atomic.h"
+#include "io/h5.h"
+#include "sae/metrics.h"
 #include "sae/sae_io.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -52,6 +54,7 @@ int extract_settings_from_config(const struct config *cfg, struct extract_settin
     s->seed = (uint64_t)cfg_int(cfg, "seed");
     s->context = (int)cfg_int(cfg, "data.context");
     s->prepend_bos = cfg_bool(cfg, "data.prepend_bos");
+    s->alive_from_sae = strcmp(cfg_str(cfg, "extract.alive_from"), "sae") == 0;
     int n = cfg_list_len(cfg, "extract.features");
     if (n > 0) {
         s->features = xmalloc((size_t)n * sizeof *s->features);
@@ -117,21 +120,46 @@ static int block_features(int N, int d_sae) {
     return nb > d_sae ? d_sae : nb;
 }
 
+/* The encoder rows of the features a collector will sample, gathered. */
+struct sub_encoder {
+    const int32_t *features; /* the collector's sample */
+    int n;
+    float *W; /* (n, d_in) */
+};
+
+static int sub_encoder_init(struct sub_encoder *e, const struct extract_sae *sae,
+                            const struct collector *c) {
+    e->features = collector_sample(c, &e->n);
+    e->W = xmalloc(((size_t)e->n * sae->d_in + 1) * sizeof *e->W);
+    if (!e->W) return -1;
+    for (int j = 0; j < e->n; j++)
+        memcpy(e->W + (size_t)j * sae->d_in, sae->W_enc + (size_t)e->features[j] * sae->d_in,
+               (size_t)sae->d_in * sizeof *e->W);
+    return 0;
+}
+
 int extract_stream(const struct extract_settings *s, const struct extract_source *src,
                    const struct extract_sae *saes, int n, struct examples *out,
                    struct collect_stats *stats, double *seconds) {
     struct collect_params p;
     collect_params_of(s, src, &p);
     struct collector **col = xcalloc((size_t)n, sizeof *col);
-    if (!col) return -1;
+    struct sub_encoder *sub = xcalloc((size_t)n, sizeof *sub);
+    if (!col || !sub) {
+        free(col);
+        free(sub);
+        return -1;
+    }
     int rc = 0, B = src->max_batch, N = B * src->T, nb_max = 0;
     for (int i = 0; i < n && rc == 0; i++) {
+        p.known_alive = saes[i].known_alive;
         rc = collector_new(&p, saes[i].d_sae, &col[i]);
+        if (rc == 0 && saes[i].known_alive) rc = sub_encoder_init(&sub[i], &saes[i], col[i]);
         if (rc != 0) err_prefix("%s", saes[i].name);
-        int nb = block_features(N, saes[i].d_sae);
+        int nb = saes[i].known_alive ? sub[i].n : block_features(N, saes[i].d_sae);
         if (nb > nb_max) nb_max = nb;
     }
-    float *blk = rc == 0 ? xmalloc((size_t)nb_max * N * sizeof *blk) : NULL;
+    float *blk = rc == 0 ? xmalloc(((size_t)nb_max * N + 1) * sizeof *blk) : NULL;
     if (!blk) rc = -1;
     double t0 = now_seconds();
     struct progress prog;
@@ -143,6 +171,15 @@ int extract_stream(const struct extract_settings *s, const struct extract_source
             const struct extract_sae *sae = &saes[i];
             const float *x = src->hook(src->ctx, sae->resid_index); /* (Nb, d_in) */
             rc = collector_batch(col[i], seq0, b);
+            if (sae->known_alive) { /* only the sampled features' rows */
+                if (rc == 0 && sub[i].n > 0) {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, sub[i].n, Nb, sae->d_in,
+                                1.0f, sub[i].W, sae->d_in, x, sae->d_in, 0.0f, blk, Nb);
+                    rc = collector_rows(col[i], sub[i].features, sub[i].n, blk, sae->b_enc);
+                }
+                if (rc != 0) err_prefix("%s", sae->name);
+                continue;
+            }
             int nb = block_features(N, sae->d_sae);
             for (int f0 = 0; f0 < sae->d_sae && rc == 0; f0 += nb) {
                 int nf = sae->d_sae - f0 < nb ? sae->d_sae - f0 : nb;
@@ -163,8 +200,12 @@ int extract_stream(const struct extract_settings *s, const struct extract_source
         if (rc != 0) err_prefix("%s", saes[i].name);
         if (stats) collector_get_stats(col[i], &stats[i]);
     }
-    for (int i = 0; i < n; i++) collector_free(col[i]);
+    for (int i = 0; i < n; i++) {
+        collector_free(col[i]);
+        free(sub[i].W);
+    }
     free(col);
+    free(sub);
     free(blk);
     return rc;
 }
@@ -301,10 +342,11 @@ static void inputs_hash(const struct extract_settings *s, const struct extract_j
     int k = snprintf(buf, sizeof buf,
                      "extract v1 n_features=%d top_k=%d window=%d offset=%d n_random=%d "
                      "n_quantile=%d bands=%d n_explain=%d n_score_top=%d seed=%llu "
-                     "max_tokens=%lld context=%d bos=%d features=",
+                     "max_tokens=%lld context=%d bos=%d alive_from=%s features=",
                      s->n_features, s->top_k, s->window, s->offset, s->n_random, s->n_quantile,
                      s->quantile_bands, s->n_explain, s->n_score_top, (unsigned long long)s->seed,
-                     (long long)s->max_tokens, s->context, (int)s->prepend_bos);
+                     (long long)s->max_tokens, s->context, (int)s->prepend_bos,
+                     s->alive_from_sae ? "sae" : "pass");
     sha256_update(&h, buf, (size_t)k);
     for (int i = 0; i < s->n_explicit; i++) {
         k = snprintf(buf, sizeof buf, "%d,", s->features[i]);
@@ -347,10 +389,36 @@ struct job_sae {
     struct sae sae;
     struct sae_meta meta;
     bool loaded;
+    uint8_t *known_alive; /* alive_from "sae": from the file's metrics, or NULL */
+    int64_t known_tokens; /* the tokens those metrics were measured on */
 };
 
-static int load_saes(const struct lm *lm, struct job_sae *js, int n, struct extract_sae *es,
-                     int *max_resid) {
+/* The alive features of an SAE file's evaluation metrics; NULL (with a warning)
+ * when the file has none or they do not match the SAE. */
+static uint8_t *alive_from_metrics(struct job_sae *j) {
+    hid_t f = h5_open_ro(j->path);
+    struct sae_metrics m = {0};
+    int rc = f < 0 ? -1 : sae_metrics_read(f, &m);
+    if (f >= 0) h5_close(f);
+    if (rc == 0 && m.d_sae != j->sae.d_sae)
+        rc = err_set("metrics cover %lld features, the SAE has %d", (long long)m.d_sae,
+                     j->sae.d_sae);
+    uint8_t *alive = rc == 0 ? xmalloc((size_t)j->sae.d_sae) : NULL;
+    if (!alive) {
+        log_warn("extract: %s: no usable evaluation metrics (%s): every feature is encoded "
+                 "(extract.alive_from \"pass\")",
+                 j->path, err_msg());
+        sae_metrics_free(&m);
+        return NULL;
+    }
+    for (int k = 0; k < j->sae.d_sae; k++) alive[k] = m.feature_density[k] > 0;
+    j->known_tokens = m.n_tokens;
+    sae_metrics_free(&m);
+    return alive;
+}
+
+static int load_saes(const struct extract_settings *s, const struct lm *lm, struct job_sae *js,
+                     int n, struct extract_sae *es, int *max_resid) {
     *max_resid = 0;
     for (int i = 0; i < n; i++) {
         if (sae_file_read(js[i].path, &js[i].sae, &js[i].meta) != 0) return -1;
@@ -364,6 +432,10 @@ static int load_saes(const struct lm *lm, struct job_sae *js, int n, struct extr
             .name = js[i].meta.name, .resid_index = r, .d_in = js[i].sae.d_in,
             .d_sae = js[i].sae.d_sae, .W_enc = js[i].sae.p.W_enc, .b_enc = js[i].sae.p.b_enc,
         };
+        if (s->alive_from_sae && !s->features) {
+            js[i].known_alive = alive_from_metrics(&js[i]);
+            es[i].known_alive = js[i].known_alive;
+        }
         if (r > *max_resid) *max_resid = r;
     }
     return 0;
@@ -377,6 +449,13 @@ static int write_outputs(const struct extract_job *job, const struct token_datas
         ex[i].model_path = xstrdup(job->model_path);
         ex[i].tokens_path = xstrdup(job->tokens_path);
         ex[i].tokenizer = xstrdup(d->tokenizer ? d->tokenizer : "");
+        if (js[i].known_alive) {
+            char from[64];
+            snprintf(from, sizeof from, "sae metrics over %lld tokens",
+                     (long long)js[i].known_tokens);
+            ex[i].alive_from = xstrdup(from);
+            if (!ex[i].alive_from) return -1;
+        }
         if (!ex[i].sae_name || !ex[i].sae_path || !ex[i].model_path || !ex[i].tokens_path ||
             !ex[i].tokenizer)
             return -1;
@@ -398,7 +477,7 @@ static int run_pass(const struct extract_settings *s, const struct extract_job *
     if (rc == 0) rc = lm_load(job->model_path, &lm);
     if (rc == 0) rc = token_dataset_open(&d, job->tokens_path);
     d_open = rc == 0;
-    if (rc == 0) rc = load_saes(lm, js, n, es, &max_resid);
+    if (rc == 0) rc = load_saes(s, lm, js, n, es, &max_resid);
     if (rc == 0) rc = extract_lm_source_open(&src, lm, &d, s, max_resid);
     double secs = 0;
     if (rc == 0) {
@@ -458,6 +537,7 @@ int extract_run(const struct extract_settings *s, const struct extract_job *job,
             sae_free(&js[i].sae);
             sae_meta_free(&js[i].meta);
         }
+        free(js[i].known_alive);
     }
     free(js);
     return rc;

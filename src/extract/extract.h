@@ -51,6 +51,12 @@ struct extract_settings {
     int context;                /* positions per sequence (data.context) */
     int batch;                  /* sequences per forward, 0 = about 2048 tokens */
     bool prepend_bos;           /* data.prepend_bos (only when the tokenizer has a BOS) */
+    /* extract.alive_from "sae": sample among the features alive in the SAE file's
+     * evaluation metrics (training's held-out evaluation) and encode only the
+     * sampled ones in the pass, instead of every feature ("pass", the default:
+     * alive, density and maximum of every feature over the scanned tokens). An
+     * SAE file without metrics falls back to "pass" with a warning. */
+    bool alive_from_sae;
 };
 
 void extract_settings_default(struct extract_settings *s);
@@ -81,6 +87,10 @@ struct extract_sae {
     int d_in, d_sae;
     const float *W_enc; /* (d_sae, d_in) */
     const float *b_enc; /* (d_sae) */
+    /* NULL, or d_sae flags of the features known to be alive (the SAE's evaluation
+     * metrics, extract.alive_from "sae"): then only the sampled features are
+     * encoded in the pass (collect.h: known_alive). */
+    const uint8_t *known_alive;
 };
 
 /* One streaming pass for n SAEs sharing src; fills out[i] (arrays and sampling;

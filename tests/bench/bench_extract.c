@@ -1,7 +1,13 @@
 /* bench_extract.c: tokens/s of the extraction pass (forward to the hook, dense
  * encode of every feature, density/max for all, windows for the sampled ones).
  *
- *     bench_extract gpt2s|small N_TOKENS [BATCH]
+ *     bench_extract gpt2s|small N_TOKENS [BATCH [pass|sae]]
+ *
+ * pass (default): every feature is encoded (alive set, density and maximum of all
+ * features measured in the pass). sae: extract.alive_from "sae", the alive set is
+ * given (in the pipeline: the SAE file's evaluation metrics; here every feature,
+ * which is what this random SAE's pass finds) and only the 200 sampled features
+ * are encoded.
  *
  * gpt2s: GPT-2 small dimensions (12 layers, d 768, 12 heads, vocab 50257, context
  * 1024) with random weights, a 60x SAE (46,080 features) at blocks.6.hook_resid_pre.
@@ -10,6 +16,7 @@
  * the achieved GFLOP/s against this machine's measured sgemm rate.
  */
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,14 +64,14 @@ static double sgemm_rate(void) {
 
 /* Forward FLOPs per token up to layer L: 24 C^2 per block (qkv, proj, mlp) plus
  * attention 2*T*C (scores and values, causal: half of 4*T*C). */
-static double flops_per_token(const struct kind *k) {
+static double flops_per_token(const struct kind *k, int n_encoded) {
     double C = k->d, T = k->ctx;
-    return k->layer * (24 * C * C + 2 * T * C) + 2.0 * C * (double)k->ratio * C;
+    return k->layer * (24 * C * C + 2 * T * C) + 2.0 * C * n_encoded;
 }
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_extract gpt2s|small N_TOKENS [BATCH]\n");
+        fprintf(stderr, "usage: bench_extract gpt2s|small N_TOKENS [BATCH [pass|sae]]\n");
         return 2;
     }
     log_set_level(LOG_WARN);
@@ -74,6 +81,7 @@ int main(int argc, char **argv) {
     if (!k) return 2;
     int64_t n_tokens = atoll(argv[2]);
     int batch = argc > 3 ? atoi(argv[3]) : 0;
+    bool known = argc > 4 && strcmp(argv[4], "sae") == 0;
 
     struct lm *lm = calloc(1, sizeof *lm);
     struct lm_config cfg = {.arch = LM_GPT2, .n_layer = k->n_layer, .d_model = k->d,
@@ -107,8 +115,11 @@ int main(int argc, char **argv) {
     int d_sae = k->ratio * k->d;
     float *W = malloc((size_t)d_sae * k->d * sizeof *W), *b = calloc((size_t)d_sae, sizeof *b);
     for (size_t i = 0; i < (size_t)d_sae * k->d; i++) W[i] = unif() / 27.7f;
+    uint8_t *alive = malloc((size_t)d_sae);
+    memset(alive, 1, (size_t)d_sae);
     struct extract_sae sae = {.name = "bench", .resid_index = k->layer, .d_in = k->d,
-                              .d_sae = d_sae, .W_enc = W, .b_enc = b};
+                              .d_sae = d_sae, .W_enc = W, .b_enc = b,
+                              .known_alive = known ? alive : NULL};
     struct extract_settings s;
     extract_settings_default(&s);
     s.context = k->ctx;
@@ -131,11 +142,11 @@ int main(int argc, char **argv) {
     }
     double fwd = now_seconds() - t0;
     double rate = sgemm_rate(), tps = (double)st.n_tokens / secs;
-    double gf = tps * flops_per_token(k) / 1e9;
-    printf("c       %-6s T=%-5d batch=%-3d d_sae=%-6d tokens=%-7lld %8.1f tok/s  %6.1f GFLOP/s "
+    double gf = tps * flops_per_token(k, known ? ex.n_features : d_sae) / 1e9;
+    printf("%-7s %-6s T=%-5d batch=%-3d d_sae=%-6d tokens=%-7lld %8.1f tok/s  %6.1f GFLOP/s "
            "(%.0f%% of sgemm %.0f GFLOP/s)  forward %.0f%% of the time  features=%d windows=%lld "
            "tracked_peak=%.1f MB\n",
-           k->name, k->ctx, src.max_batch, d_sae, (long long)st.n_tokens, tps, gf,
+           known ? "c-sae" : "c", k->name, k->ctx, src.max_batch, d_sae, (long long)st.n_tokens, tps, gf,
            100 * gf / rate, rate, 100 * fwd / secs, ex.n_features, (long long)ex.n_windows,
            st.peak_tracked_bytes / 1e6);
     extract_lm_source_close(&src);
@@ -144,6 +155,7 @@ int main(int argc, char **argv) {
     unlink(path);
     free(W);
     free(b);
+    free(alive);
     lm_free(lm);
     return 0;
 }

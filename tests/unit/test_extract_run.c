@@ -24,6 +24,7 @@
 #include "io/h5.h"
 #include "model/gpt2.h"
 #include "model/lm.h"
+#include "sae/metrics.h"
 #include "sae/sae.h"
 #include "sae/sae_io.h"
 #include "tok/dataset.h"
@@ -63,8 +64,10 @@ static void make_tokens(const char *path, int64_t n, uint64_t seed) {
     free(ids);
 }
 
-/* An SAE whose features fire sparsely; every 5th feature is dead. */
-static void make_sae(const char *path, const char *name, int layer, int d_sae, uint64_t seed) {
+/* An SAE whose features fire sparsely; every 5th feature is dead. With density
+ * (d_sae entries), the file also gets evaluation metrics measured on n_tokens. */
+static void make_sae_metrics(const char *path, const char *name, int layer, int d_sae,
+                             uint64_t seed, const double *density, int64_t n_tokens) {
     struct sae s;
     assert_int_equal(sae_new(&s, DM, d_sae), 0);
     assert_int_equal(sae_init(&s, seed), 0);
@@ -94,8 +97,21 @@ static void make_sae(const char *path, const char *name, int layer, int d_sae, u
     hid_t g = h5_group(h, "weights");
     assert_int_equal(sae_weights_write(g, &s), 0);
     H5Gclose(g);
+    if (density) {
+        int64_t layers[1] = {layer + 1};
+        double mse[1] = {0.5};
+        struct sae_metrics m = {.n_tokens = n_tokens, .d_sae = d_sae, .n_downstream = 1,
+                                .downstream_layers = layers, .mse_downstream = mse,
+                                .feature_density = (double *)density};
+        for (int f = 0; f < d_sae; f++) m.alive += density[f] > 0;
+        assert_int_equal(sae_metrics_write(h, &m), 0);
+    }
     assert_int_equal(h5_close(h), 0);
     sae_free(&s);
+}
+
+static void make_sae(const char *path, const char *name, int layer, int d_sae, uint64_t seed) {
+    make_sae_metrics(path, name, layer, d_sae, seed, NULL, 0);
 }
 
 struct fixture {
@@ -306,6 +322,77 @@ static void test_matches_brute_force_with_two_hooks_in_one_pass(void **state) {
     free(alone);
     examples_free(&e1);
     examples_free(&e2);
+}
+
+/* extract.alive_from "sae": with the alive set the pass itself would find, the
+ * sample, windows and the sampled features' statistics are those of the dense
+ * pass, only the sampled features are scanned (NaN for the others), and an SAE
+ * file without metrics falls back to the dense pass. */
+static void test_alive_from_sae_metrics(void **state) {
+    (void)state;
+    struct extract_settings s = small_settings();
+    s.n_quantile = 4; /* quantile windows too */
+    s.top_k = 10;
+    const char *dense_saes[] = {fx.sae1};
+    char *dense = path_join(fx.dir, "dense"), *known = path_join(fx.dir, "known");
+    assert_int_equal(run(&s, dense, dense_saes, 1, NULL), 0);
+    struct examples e;
+    load_out(dense, fx.sae1, &e);
+    assert_string_equal(e.alive_from, "pass");
+    /* the same SAE (same seed) with metrics whose alive set is the pass's */
+    char *with_metrics = path_join(fx.dir, "l1m.h5");
+    make_sae_metrics(with_metrics, "l1", 1, 160, 3, e.density, 12345);
+    s.alive_from_sae = true;
+    const char *known_saes[] = {with_metrics, fx.sae2}; /* sae2 has no metrics */
+    assert_int_equal(run(&s, known, known_saes, 2, NULL), 0);
+    struct examples k, k2, d2;
+    load_out(known, with_metrics, &k);
+    assert_string_equal(k.alive_from, "sae metrics over 12345 tokens");
+    assert_int_equal(k.n_alive, e.n_alive);
+    assert_int_equal(k.n_features, e.n_features);
+    assert_memory_equal(k.features, e.features, (size_t)e.n_features * sizeof(int32_t));
+    assert_int_equal(k.n_windows, e.n_windows);
+    assert_memory_equal(k.win_source, e.win_source, (size_t)e.n_windows * sizeof(int64_t));
+    assert_memory_equal(k.win_split, e.win_split, (size_t)e.n_windows);
+    assert_memory_equal(k.win_rank, e.win_rank, (size_t)e.n_windows * sizeof(int32_t));
+    assert_memory_equal(k.win_tokens, e.win_tokens,
+                        (size_t)e.n_windows * s.window * sizeof(int32_t));
+    for (int64_t i = 0; i < e.n_windows * s.window; i++)
+        assert_float_equal(k.win_acts[i], e.win_acts[i], 1e-5 * (1 + fabsf(e.win_acts[i])));
+    int n_nan = 0;
+    for (int f = 0; f < e.d_sae; f++) {
+        bool sampled = false;
+        for (int j = 0; j < e.n_features; j++) sampled |= e.features[j] == f;
+        if (sampled) {
+            assert_true(fabs(k.density[f] - e.density[f]) < 1e-12);
+            assert_float_equal(k.max_activation[f], e.max_activation[f],
+                               1e-5 * (1 + e.max_activation[f]));
+        } else {
+            assert_true(isnan(k.density[f]) && isnan(k.max_activation[f]));
+            n_nan++;
+        }
+    }
+    assert_int_equal(n_nan, e.d_sae - e.n_features);
+    /* no metrics: the dense pass, as without the option */
+    load_out(known, fx.sae2, &k2);
+    assert_string_equal(k2.alive_from, "pass");
+    s.alive_from_sae = false;
+    const char *only2[] = {fx.sae2};
+    assert_int_equal(run(&s, dense, only2, 1, NULL), 0);
+    load_out(dense, fx.sae2, &d2);
+    assert_memory_equal(k2.features, d2.features, (size_t)d2.n_features * sizeof(int32_t));
+    assert_memory_equal(k2.win_acts, d2.win_acts, (size_t)d2.n_windows * s.window * sizeof(float));
+    /* the option is part of the inputs: switching it redoes the SAE */
+    struct extract_summary sum;
+    assert_int_equal(run(&s, known, known_saes, 1, &sum), 0);
+    assert_int_equal(sum.n_written, 1);
+    examples_free(&e);
+    examples_free(&k);
+    examples_free(&k2);
+    examples_free(&d2);
+    free(with_metrics);
+    free(dense);
+    free(known);
 }
 
 /* The same checks by an independent numpy implementation (model included). */
@@ -565,6 +652,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_brute_force_with_two_hooks_in_one_pass),
         cmocka_unit_test(test_matches_numpy_reference),
+        cmocka_unit_test(test_alive_from_sae_metrics),
         cmocka_unit_test(test_rerun_skips_complete_and_redoes_changed),
         cmocka_unit_test(test_killed_run_restarts_cleanly),
         cmocka_unit_test(test_examples_load_refuses_partial_files),
