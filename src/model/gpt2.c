@@ -38,6 +38,7 @@
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #ifdef __FMA__
 #include <immintrin.h>
 #endif
@@ -45,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/atomic.h"
 #include "io/safetensors.h"
@@ -1023,6 +1025,21 @@ static int load_weights(const char *path, struct lm *lm) {
     return rc;
 }
 
+/* Before allocating what config.json asks for: the weights file must be large
+ * enough to hold that many parameters, even in 16-bit floats. A wrong or hostile
+ * config then fails here instead of reserving gigabytes. */
+static int check_weights_size(const char *cfg_path, const char *st_path,
+                              const struct lm_config *cfg) {
+    size_t sizes[GPT2_N_TENSORS];
+    size_t need = gpt2_param_sizes(cfg, sizes);
+    struct stat st;
+    if (stat(st_path, &st) != 0) return err_set("%s: %s", st_path, strerror(errno));
+    if ((uint64_t)st.st_size / 2 < (uint64_t)need)
+        return err_set("%s describes a model of %zu parameters, but %s has only %lld bytes",
+                       cfg_path, need, st_path, (long long)st.st_size);
+    return 0;
+}
+
 int gpt2_load(const char *dir, struct lm *lm) {
     size_t n = strlen(dir);
     char *cfg_path = xmalloc(n + 32), *st_path = xmalloc(n + 32);
@@ -1032,6 +1049,7 @@ int gpt2_load(const char *dir, struct lm *lm) {
     snprintf(st_path, n + 32, "%s/model.safetensors", dir);
     struct lm_config cfg;
     if (parse_config(cfg_path, &cfg) < 0) goto done;
+    if (check_weights_size(cfg_path, st_path, &cfg) < 0) goto done;
     if (gpt2_new(&cfg, lm) < 0) goto done;
     rc = load_weights(st_path, lm);
     if (rc < 0) gpt2_free_impl(lm);

@@ -152,6 +152,10 @@ static void test_config_errors_name_the_key(void **state) {
         {"{\"n_layer\": 2, \"n_head\": 4, \"n_embd\": 32, \"n_positions\": 16, \"vocab_size\": 98}",
          "wte.weight: expected shape [98, 32] from config.json, got [97, 32]"},
         {"[1, 2]", "not a JSON object"},
+        /* far more parameters than the weights file can hold: refused before allocating */
+        {"{\"n_layer\": 40, \"n_head\": 16, \"n_embd\": 2048, \"n_positions\": 16, "
+         "\"vocab_size\": 97}",
+         "describes a model of 2014566400 parameters"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *dir = saved_tiny();
