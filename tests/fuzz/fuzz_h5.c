@@ -13,10 +13,18 @@
  * here, under libFuzzer's -timeout and test_fuzz_regressions' budget (set
  * AUTOINTERP_H5_CHECK_SECONDS to override). Everything our code does with what
  * HDF5 returns is checked as well.
+ *
+ * The same file then goes through the two other readers of HDF5 files the
+ * stages exchange: examples_load (extract's output; an accepted file must have
+ * every index in range) and sae_file_read with sae_metrics_read (train's
+ * output; accepted weights must match the attributes, metrics their d_sae).
  */
 #include "fuzz_common.h"
 
+#include "extract/examples.h"
 #include "io/h5.h"
+#include "sae/metrics.h"
+#include "sae/sae_io.h"
 #include "tok/dataset.h"
 
 #define FUZZ_H5_MAX_ELEMS (1u << 20)
@@ -79,6 +87,73 @@ static void fuzz_h5_check_closed(const char *after) {
     FUZZ_CHECK(open == 0, "%zd HDF5 objects still open after %s", open, after);
 }
 
+/* An examples file examples_load accepted is safe to index everywhere. */
+static void fuzz_h5_examples(const char *path) {
+    struct examples ex;
+    err_clear();
+    if (examples_load(path, &ex) != 0) {
+        fuzz_outcome(-1, "examples_load");
+        fuzz_h5_check_closed("a failed examples_load");
+        return;
+    }
+    FUZZ_CHECK(ex.window > 0 && ex.offset >= 0 && ex.offset < ex.window, "window/offset");
+    FUZZ_CHECK(ex.n_alive >= 0 && ex.n_alive <= ex.d_sae, "n_alive %d of %d", ex.n_alive, ex.d_sae);
+    for (int i = 0; i < ex.n_features; i++)
+        FUZZ_CHECK(ex.features[i] >= 0 && ex.features[i] < ex.d_sae, "feature %d", ex.features[i]);
+    for (int i = 0; i < ex.n_features; i++) {
+        int64_t first, count;
+        examples_feature_windows(&ex, i, &first, &count);
+        FUZZ_CHECK(first >= 0 && count >= 0 && first + count <= ex.n_windows, "windows of %d", i);
+        for (int64_t w = first; w < first + count; w++) {
+            FUZZ_CHECK(ex.win_feature[w] == i, "window %lld of feature %d", (long long)w, i);
+            FUZZ_CHECK(ex.win_split[w] <= SPLIT_SCORE_QUANTILE, "split %d", ex.win_split[w]);
+            volatile float a = ex.win_acts[w * ex.window + ex.window - 1];
+            volatile int32_t t = ex.win_tokens[w * ex.window + ex.window - 1];
+            (void)a, (void)t;
+        }
+    }
+    volatile double d = ex.density[ex.d_sae - 1];
+    volatile float m = ex.max_activation[ex.d_sae - 1];
+    (void)d, (void)m;
+    examples_free(&ex);
+    fuzz_h5_check_closed("examples_load");
+}
+
+/* An SAE file sae_file_read accepted has weights of the shapes it states. */
+static void fuzz_h5_sae(const char *path) {
+    struct sae s;
+    struct sae_meta meta;
+    err_clear();
+    if (sae_file_read(path, &s, &meta) != 0) {
+        fuzz_outcome(-1, "sae_file_read");
+    } else {
+        FUZZ_CHECK(s.d_in > 0 && s.d_sae > 0, "sizes %d %d", s.d_in, s.d_sae);
+        FUZZ_CHECK(meta.d_in == s.d_in && meta.d_sae == s.d_sae, "attributes vs weights");
+        volatile float last = s.p.W_enc[(size_t)s.d_sae * s.d_in - 1] + s.p.b_enc[s.d_sae - 1] +
+                              s.p.b_dec[s.d_in - 1];
+        (void)last;
+        sae_free(&s);
+        sae_meta_free(&meta);
+    }
+    fuzz_h5_check_closed("sae_file_read");
+    err_clear();
+    hid_t f = h5_open_ro(path);
+    if (f < 0) return;
+    struct sae_metrics m;
+    if (sae_metrics_read(f, &m) == 0) {
+        FUZZ_CHECK(m.d_sae >= 0 && m.n_downstream >= 0, "metrics sizes");
+        if (m.d_sae > 0) {
+            volatile double d = m.feature_density[m.d_sae - 1];
+            (void)d;
+        }
+        sae_metrics_free(&m);
+    } else {
+        fuzz_outcome(-1, "sae_metrics_read");
+    }
+    h5_close(f);
+    fuzz_h5_check_closed("sae_metrics_read");
+}
+
 int fuzz_h5(const uint8_t *data, size_t size) {
     setenv("AUTOINTERP_H5_CHECK_SECONDS", "3", 0);
     err_clear();
@@ -91,6 +166,8 @@ int fuzz_h5(const uint8_t *data, size_t size) {
     fuzz_h5_walk(f);
     h5_close(f);
     fuzz_h5_check_closed("h5_open_ro and the reads");
+    fuzz_h5_examples(path);
+    fuzz_h5_sae(path);
     err_clear();
     struct token_dataset d;
     int rc = token_dataset_open(&d, path);

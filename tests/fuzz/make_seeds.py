@@ -262,6 +262,65 @@ def h5_seeds(tmp):
         put("h5", "h5py.h5", open(out, "rb").read())
 
 
+def stage_file_seeds(tmp):
+    """A tiny examples file and a tiny SAE file (with metrics), written from the
+    contracts in src/extract/examples.h and src/sae/sae_io.h."""
+    import h5py
+    rng = np.random.default_rng(0)
+    out = os.path.join(tmp, "examples_tiny.h5")
+    d_sae, W = 6, 4
+    with h5py.File(out, "w") as f:
+        for k, v in [("format", "autointerp-examples"), ("sae", "s"), ("sae_path", "s.h5"),
+                     ("model_path", "m"), ("tokens_path", "t.h5"), ("tokenizer", "gpt2"),
+                     ("alive_from", "pass")]:
+            f.attrs[k] = np.bytes_(v)
+        for k, v in [("format_version", 1), ("window", W), ("offset", 2), ("top_k", 2),
+                     ("n_random", 1), ("n_quantile", 0), ("n_explain", 1), ("n_score_top", 1),
+                     ("seed", 0), ("n_tokens_scanned", 40), ("d_sae", d_sae), ("n_alive", 4)]:
+            f.attrs[k] = np.int64(v)
+        f["density"] = np.array([0.1, 0, 0.2, 0.05, 0, 0.3])
+        f["max_activation"] = np.array([1, 0, 2, 0.5, 0, 3], np.float32)
+        f["features"] = np.array([2, 5], np.int32)
+        f["windows/feature"] = np.array([0, 0, 1], np.int32)
+        f["windows/split"] = np.array([0, 1, 2], np.uint8)
+        f["windows/rank"] = np.array([0, 1, -1], np.int32)
+        f["windows/source"] = np.array([0, 8, 20], np.int64)
+        f["windows/tokens"] = rng.integers(0, 100, (3, W)).astype(np.int32)
+        f["windows/acts"] = rng.random((3, W)).astype(np.float32)
+        f.attrs["complete"] = np.int64(1)
+    put("h5", "examples_tiny.h5", open(out, "rb").read())
+    out = os.path.join(tmp, "sae_tiny.h5")
+    d_in = 4
+    with h5py.File(out, "w") as f:
+        for k, v in [("format", "autointerp-sae"), ("name", "L1-local-lam1-s0"), ("type", "local"),
+                     ("hook_name", "blocks.1.hook_resid_pre"), ("model_path", "m"),
+                     ("config", "{}"), ("spec_hash", "0")]:
+            f.attrs[k] = np.bytes_(v)
+        for k, v in [("format_version", 1), ("layer", 1), ("ratio", 1), ("d_in", d_in),
+                     ("d_sae", d_sae), ("seed", 0), ("train_tokens", 64), ("steps", 2)]:
+            f.attrs[k] = np.int64(v)
+        for k in ("lambda", "kl_coeff", "ds_coeff", "final_loss"):
+            f.attrs[k] = np.float64(1.0)
+        dec = rng.standard_normal((d_in, d_sae)).astype(np.float32)
+        f["weights/W_enc"] = rng.standard_normal((d_sae, d_in)).astype(np.float32)
+        f["weights/b_enc"] = np.zeros(d_sae, np.float32)
+        f["weights/W_dec"] = dec
+        f["weights/W_dec_normalised"] = dec / np.linalg.norm(dec, axis=0)
+        f["weights/b_dec"] = np.zeros(d_in, np.float32)
+        g = f.create_group("metrics")
+        for k, v in [("l0", 1.5), ("alive_fraction", 0.5), ("ce_orig", 3.0), ("ce_sae", 3.1),
+                     ("ce_increase", 0.1), ("kl", 0.1), ("mse", 0.2), ("explained_variance", 0.8)]:
+            g.attrs[k] = np.float64(v)
+        for k, v in [("alive", 3), ("dead", 3), ("n_tokens", 64), ("d_sae", d_sae)]:
+            g.attrs[k] = np.int64(v)
+        g["mse_downstream"] = np.array([0.1])
+        g["downstream_layers"] = np.array([2], np.int64)
+        g["feature_density"] = np.array([0.1, 0, 0.2, 0, 0.5, 0])
+        g["density_hist"] = np.zeros(20, np.int64)  # SAE_DENSITY_BINS
+        g["density_bin_edges"] = np.linspace(-10, 0, 21)
+    put("h5", "sae_tiny.h5", open(out, "rb").read())
+
+
 def main():
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     config_seeds()
@@ -275,6 +334,7 @@ def main():
     jsonl_seeds()
     with tempfile.TemporaryDirectory() as tmp:
         h5_seeds(tmp)
+        stage_file_seeds(tmp)
 
 
 if __name__ == "__main__":
