@@ -27,6 +27,7 @@ static const struct entry commands[] = {
     {"lm-eval", cmd_lm_eval, "cross-entropy, perplexity and speed of a model on tokens"},
     {"train", cmd_train, "train the SAE sweep of a config (local, e2e, e2e+ds)"},
     {"sae-eval", cmd_sae_eval, "L0, alive, CE increase, KL, MSE of an SAE on held-out tokens"},
+    {"sae-convert", cmd_sae_convert, "SAELens folder <-> autointerp SAE file, bit-exact"},
     {"extract", cmd_extract, "sample alive features and collect their example windows"},
     {"explain", cmd_explain, "explain each sampled feature from its top-activating windows"},
     {"simulate", cmd_simulate, "predict held-out activations from the explanations"},

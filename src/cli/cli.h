@@ -83,6 +83,7 @@ int cmd_score(int argc, char **argv);
 int interp_command(int stage, const struct cli_command *cmd, int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_sae_eval(int argc, char **argv);
+int cmd_sae_convert(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "io/atomic.h"
 #include "io/h5.h"
 #include "io/safetensors.h"
@@ -191,12 +192,77 @@ static void test_sae_file_round_trips_and_checks_format(void **state) {
     free(dir);
 }
 
+/* `autointerp sae-convert`: SAE file -> SAELens folder -> SAE file keeps every
+ * tensor (the decoder as the normalised one it computes with), the hook and the
+ * data settings; wrong arguments are errors naming the path. */
+static void test_cli_convert_round_trip(void **state) {
+    (void)state;
+    struct sae s, t;
+    assert_int_equal(sae_new(&s, 16, 48), 0);
+    assert_int_equal(sae_init(&s, 9), 0);
+    for (int j = 0; j < 48; j++)
+        for (int i = 0; i < 16; i++) s.p.W_dec[j * 16 + i] *= 0.5f + 0.02f * (float)j;
+    sae_refresh_norms(&s);
+    char *dir = test_tmpdir("sae_convert"), *path = path_join(dir, "L2-e2e-lam1-s0.h5");
+    char *lens = path_join(dir, "lens"), *back = path_join(dir, "back.h5");
+    struct sae_meta m = {.name = "L2-e2e-lam1-s0", .type = "e2e",
+                         .hook_name = "blocks.2.hook_resid_pre", .model_path = "models/tiny",
+                         .config = "{\"data\": {\"context\": 96, \"prepend_bos\": false}}",
+                         .spec_hash = "h", .layer = 2, .ratio = 3, .d_in = 16, .d_sae = 48,
+                         .train_tokens = 10, .steps = 1, .lambda = 1};
+    assert_int_equal(sae_file_write(path, &s, &m, NULL, NULL), 0);
+    char *exp[] = {"sae-convert", "-q", path, lens, NULL};
+    assert_int_equal(cmd_sae_convert(4, exp), 0);
+    char *cfgp = path_join(lens, "cfg.json");
+    char *text = read_file_all(cfgp, 0, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"context_size\":\t96"));
+    assert_non_null(strstr(text, "\"prepend_bos\":\tfalse"));
+    assert_non_null(strstr(text, "\"model_name\":\t\"models/tiny\""));
+    char *imp[] = {"sae-convert", "-q", "--name", "theirs", lens, back, NULL};
+    assert_int_equal(cmd_sae_convert(6, imp), 0);
+    struct sae_meta r;
+    if (sae_file_read(back, &t, &r) != 0) fail_msg("%s", err_msg());
+    float *D = malloc(16 * 48 * sizeof *D);
+    sae_normalised_decoder(&s, D);
+    assert_memory_equal(t.p.W_enc, s.p.W_enc, 16 * 48 * sizeof(float));
+    assert_memory_equal(t.p.b_enc, s.p.b_enc, 48 * sizeof(float));
+    assert_memory_equal(t.p.W_dec, D, 16 * 48 * sizeof(float));
+    assert_memory_equal(t.p.b_dec, s.p.b_dec, 16 * sizeof(float));
+    assert_string_equal(r.name, "theirs");
+    assert_string_equal(r.type, "imported");
+    assert_string_equal(r.hook_name, "blocks.2.hook_resid_pre");
+    assert_int_equal(r.layer, 2);
+    assert_non_null(strstr(r.config, "\"context\": 96"));
+    assert_non_null(strstr(r.config, "\"prepend_bos\": false"));
+    /* errors */
+    char *bad_out[] = {"sae-convert", "-q", lens, lens, NULL}; /* import needs an .h5 */
+    assert_int_equal(cmd_sae_convert(4, bad_out), 2);
+    char *missing_path = path_join(dir, "missing.h5");
+    char *missing[] = {"sae-convert", "-q", missing_path, lens, NULL};
+    assert_int_equal(cmd_sae_convert(4, missing), 1);
+    assert_non_null(strstr(err_msg(), missing_path));
+    free(missing_path);
+    free(D);
+    free(text);
+    free(cfgp);
+    sae_meta_free(&r);
+    sae_free(&t);
+    sae_free(&s);
+    test_rmtree(dir);
+    free(dir);
+    free(path);
+    free(lens);
+    free(back);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_then_import_is_bit_exact),
         cmocka_unit_test(test_apply_b_dec_and_decoder_norms_are_folded),
         cmocka_unit_test(test_unsupported_saes_are_refused_by_key),
         cmocka_unit_test(test_sae_file_round_trips_and_checks_format),
+        cmocka_unit_test(test_cli_convert_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
