@@ -71,7 +71,8 @@ static int import_folder(const struct cli_args *a, const char *in, const char *o
     struct saelens_info info;
     if (saelens_import(in, &s, &info) < 0) return cli_fail();
     char hook[64], config[256];
-    snprintf(hook, sizeof hook, "blocks.%d.hook_resid_pre", info.layer);
+    /* SAELens's own hook name (resid_pre or resid_post, both read here) */
+    snprintf(hook, sizeof hook, "%s", info.hook_name);
     snprintf(config, sizeof config,
              "{\"imported_from\": \"saelens\", \"data\": {\"context\": %d, \"prepend_bos\": %s}}",
              info.context_size > 1 ? info.context_size : 128, info.prepend_bos ? "true" : "false");
