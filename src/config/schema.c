@@ -100,7 +100,8 @@ static const struct cfg_entry schema[] = {
     {"extract.alive_from", CFG_ENUM, "\"pass\"", 0, 0, "pass|sae",
      "where the alive set to sample from comes from: pass = this pass (every feature encoded, "
      "density and maximum of all), sae = the SAE file's evaluation metrics (only the sampled "
-     "features encoded: about 2x faster at GPT-2-small size)"},
+     "features and 10% spares encoded, the sample being those that also fire in this pass: "
+     "about 1.8x faster at GPT-2-small size)"},
     {"extract.window", CFG_INT, "64", 2, 4096, NULL, "tokens per example window"},
     {"extract.offset", CFG_INT, "48", 0, 4095, NULL,
      "position of the maximum-activating token inside its window"},

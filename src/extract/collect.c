@@ -492,14 +492,18 @@ static int make_order(struct collector *c) {
     return rc;
 }
 
-/* The alive set is known: the sample is its first n_features in π order (what the
- * one-pass rule picks when exactly these features fire), then handled as an
- * explicit list. */
+/* The alive set is known: the candidates are its first n_features + a margin in
+ * π order, tracked from the start as an explicit list, and the sample is the
+ * first n_features of them that fire in the pass (sampled_features). When the
+ * known set is the pass's own, that is what the one-pass rule picks; when it
+ * comes from other tokens, the margin replaces features that stay silent here. */
 static int sample_known(struct collector *c) {
     if (make_order(c) != 0) return -1;
     int n = 0;
     for (int f = 0; f < c->d_sae; f++) c->n_known_alive += c->p.known_alive[f] != 0;
-    int want = c->p.n_features < c->n_known_alive ? c->p.n_features : c->n_known_alive;
+    int margin = c->p.n_features / 10 > 8 ? c->p.n_features / 10 : 8;
+    int want = c->p.n_features + margin < c->n_known_alive ? c->p.n_features + margin
+                                                            : c->n_known_alive;
     c->known_sample = xmalloc(((size_t)want + 1) * sizeof *c->known_sample);
     if (!c->known_sample) return -1;
     for (int r = 0; r < c->d_sae && n < want; r++)
@@ -862,7 +866,10 @@ static int32_t *sampled_features(const struct collector *c, int *n_out) {
     int32_t *f = xmalloc((size_t)(c->p.features ? c->p.n_explicit : c->n_target) *
                              sizeof *f + sizeof *f);
     if (!f) return NULL;
-    if (c->p.features) {
+    if (c->known_sample) { /* the first n_features of the candidates that fired here */
+        for (int i = 0; i < c->p.n_explicit && n < c->p.n_features; i++)
+            if (c->count[c->known_sample[i]] > 0) f[n++] = c->known_sample[i];
+    } else if (c->p.features) {
         memcpy(f, c->p.features, (size_t)c->p.n_explicit * sizeof *f);
         n = c->p.n_explicit;
     } else {
@@ -913,9 +920,10 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
                  "requested: taking all of them",
                  c->n_alive, c->d_sae, (long long)c->n_tokens, c->p.n_features);
     if (c->known_sample && nf < c->p.n_features)
-        log_warn("extract: only %d features are alive (of %d) by the SAE's metrics, fewer than "
-                 "the %d requested: taking all of them",
-                 c->n_known_alive, c->d_sae, c->p.n_features);
+        log_warn("extract: only %d features alive by the SAE's metrics (of %d) fire in the %lld "
+                 "scanned tokens among the %d candidates tracked, fewer than the %d requested",
+                 nf, c->n_known_alive, (long long)c->n_tokens, c->p.n_explicit,
+                 c->p.n_features);
     struct wlist all = {0};
     int32_t *fidx = NULL;
     int rc = 0, short_top = 0, short_rand = 0, short_q = 0, dead_listed = 0;
@@ -935,8 +943,7 @@ int collector_finish(struct collector *c, collect_read_tokens read_tokens, void 
         }
     }
     if (dead_listed)
-        log_warn("extract: %d %s features never fire in the scanned tokens", dead_listed,
-                 c->known_sample ? "sampled (alive by the SAE's metrics)" : "listed");
+        log_warn("extract: %d listed features never fire in the scanned tokens", dead_listed);
     if (short_top)
         log_warn("extract: %d of %d features have fewer than n_explain + n_score_top = %d "
                  "non-overlapping top windows (rare features; their splits shrink in proportion)",

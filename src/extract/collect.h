@@ -37,10 +37,11 @@ struct collect_params {
     const int32_t *features;    /* explicit feature ids, or NULL to sample */
     int n_explicit;
     /* NULL, or d_sae flags saying which features are alive, known before the pass
-     * (an SAE's evaluation metrics): the sample is then the first n_features of
-     * them in the same π order, tracked from the start, and only they need be
-     * passed (collector_rows). Density and maximum are then measured for the
-     * sampled features only; the others get NaN. Ignored with a list. */
+     * (an SAE's evaluation metrics): the first n_features + a margin of them in
+     * the same π order are tracked from the start, only they need be passed
+     * (collector_rows), and the sample is the first n_features of them that fire
+     * in the pass. Density and maximum are measured for the tracked features
+     * only; the others get NaN. Ignored with a list. */
     const uint8_t *known_alive;
     uint64_t seed;
 };
@@ -70,8 +71,8 @@ int collector_block(struct collector *c, int f0, int nf, float *pre, const float
  * known_alive, only the sampled features (collector_sample) are needed. */
 int collector_rows(struct collector *c, const int32_t *features, int n, float *pre,
                    const float *bias);
-/* The features that will be sampled when that is known before the pass (an
- * explicit list or known_alive), in sample order; NULL otherwise. */
+/* The features to pass when that is known before the pass (an explicit list, or
+ * the candidates of known_alive), in π/list order; NULL otherwise. */
 const int32_t *collector_sample(const struct collector *c, int *n);
 /* Reads n dataset tokens from position pos (window tokens are looked up at the end). */
 typedef int (*collect_read_tokens)(void *ctx, int64_t pos, int n, int32_t *out);

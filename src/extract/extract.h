@@ -52,8 +52,9 @@ struct extract_settings {
     int batch;                  /* sequences per forward, 0 = about 2048 tokens */
     bool prepend_bos;           /* data.prepend_bos (only when the tokenizer has a BOS) */
     /* extract.alive_from "sae": sample among the features alive in the SAE file's
-     * evaluation metrics (training's held-out evaluation) and encode only the
-     * sampled ones in the pass, instead of every feature ("pass", the default:
+     * evaluation metrics (training's held-out evaluation) that also fire in this
+     * pass, encoding only the candidates (the sample size plus 10%, at least 8
+     * spares) instead of every feature ("pass", the default:
      * alive, density and maximum of every feature over the scanned tokens). An
      * SAE file without metrics falls back to "pass" with a warning. */
     bool alive_from_sae;
@@ -88,7 +89,7 @@ struct extract_sae {
     const float *W_enc; /* (d_sae, d_in) */
     const float *b_enc; /* (d_sae) */
     /* NULL, or d_sae flags of the features known to be alive (the SAE's evaluation
-     * metrics, extract.alive_from "sae"): then only the sampled features are
+     * metrics, extract.alive_from "sae"): then only the sample's candidates are
      * encoded in the pass (collect.h: known_alive). */
     const uint8_t *known_alive;
 };

@@ -7,7 +7,7 @@
  * features measured in the pass). sae: extract.alive_from "sae", the alive set is
  * given (in the pipeline: the SAE file's evaluation metrics; here every feature,
  * which is what this random SAE's pass finds) and only the 200 sampled features
- * are encoded.
+ * and 20 spare candidates are encoded (GFLOP/s counts the 200).
  *
  * gpt2s: GPT-2 small dimensions (12 layers, d 768, 12 heads, vocab 50257, context
  * 1024) with random weights, a 60x SAE (46,080 features) at blocks.6.hook_resid_pre.

@@ -324,10 +324,56 @@ static void test_matches_brute_force_with_two_hooks_in_one_pass(void **state) {
     examples_free(&e2);
 }
 
-/* extract.alive_from "sae": with the alive set the pass itself would find, the
- * sample, windows and the sampled features' statistics are those of the dense
- * pass, only the sampled features are scanned (NaN for the others), and an SAE
- * file without metrics falls back to the dense pass. */
+/* extract.alive_from "sae" on sae1 with metrics of the given densities: the
+ * sample, windows and the sampled features' statistics must be those of the
+ * dense pass e; only the tracked candidates (12 + a margin of 8) are scanned. */
+static void check_alive_from_sae(const struct examples *e, const double *density,
+                                 int n_alive_metrics, const char *tag) {
+    struct extract_settings s = small_settings();
+    s.n_quantile = 4;
+    s.top_k = 10;
+    s.alive_from_sae = true;
+    char *with_metrics = path_join(fx.dir, "l1m.h5"), *known = path_join(fx.dir, tag);
+    make_sae_metrics(with_metrics, "l1", 1, 160, 3, density, 12345);
+    const char *saes[] = {with_metrics};
+    assert_int_equal(run(&s, known, saes, 1, NULL), 0);
+    struct examples k;
+    load_out(known, with_metrics, &k);
+    assert_string_equal(k.alive_from, "sae metrics over 12345 tokens");
+    assert_int_equal(k.n_alive, n_alive_metrics);
+    assert_int_equal(k.n_features, e->n_features);
+    assert_memory_equal(k.features, e->features, (size_t)e->n_features * sizeof(int32_t));
+    assert_int_equal(k.n_windows, e->n_windows);
+    assert_memory_equal(k.win_source, e->win_source, (size_t)e->n_windows * sizeof(int64_t));
+    assert_memory_equal(k.win_split, e->win_split, (size_t)e->n_windows);
+    assert_memory_equal(k.win_rank, e->win_rank, (size_t)e->n_windows * sizeof(int32_t));
+    assert_memory_equal(k.win_tokens, e->win_tokens,
+                        (size_t)e->n_windows * s.window * sizeof(int32_t));
+    for (int64_t i = 0; i < e->n_windows * s.window; i++)
+        assert_float_equal(k.win_acts[i], e->win_acts[i], 1e-5 * (1 + fabsf(e->win_acts[i])));
+    int n_scanned = 0;
+    for (int f = 0; f < e->d_sae; f++) {
+        if (isnan(k.density[f])) {
+            assert_true(isnan(k.max_activation[f]));
+            continue;
+        }
+        n_scanned++;
+        assert_true(fabs(k.density[f] - e->density[f]) < 1e-12);
+        assert_float_equal(k.max_activation[f], e->max_activation[f],
+                           1e-5 * (1 + e->max_activation[f]));
+    }
+    assert_int_equal(n_scanned, 20); /* every sampled feature among them */
+    for (int j = 0; j < e->n_features; j++) assert_false(isnan(k.density[e->features[j]]));
+    examples_free(&k);
+    test_rmtree(known);
+    free(known);
+    free(with_metrics);
+}
+
+/* extract.alive_from "sae": with the pass's own alive set, and with a superset
+ * (every feature "alive" by the metrics, a fifth of them silent here: the margin
+ * replaces them), the result is the dense pass's; an SAE file without metrics
+ * falls back to the dense pass; the option is part of the inputs. */
 static void test_alive_from_sae_metrics(void **state) {
     (void)state;
     struct extract_settings s = small_settings();
@@ -339,58 +385,30 @@ static void test_alive_from_sae_metrics(void **state) {
     struct examples e;
     load_out(dense, fx.sae1, &e);
     assert_string_equal(e.alive_from, "pass");
-    /* the same SAE (same seed) with metrics whose alive set is the pass's */
-    char *with_metrics = path_join(fx.dir, "l1m.h5");
-    make_sae_metrics(with_metrics, "l1", 1, 160, 3, e.density, 12345);
-    s.alive_from_sae = true;
-    const char *known_saes[] = {with_metrics, fx.sae2}; /* sae2 has no metrics */
-    assert_int_equal(run(&s, known, known_saes, 2, NULL), 0);
-    struct examples k, k2, d2;
-    load_out(known, with_metrics, &k);
-    assert_string_equal(k.alive_from, "sae metrics over 12345 tokens");
-    assert_int_equal(k.n_alive, e.n_alive);
-    assert_int_equal(k.n_features, e.n_features);
-    assert_memory_equal(k.features, e.features, (size_t)e.n_features * sizeof(int32_t));
-    assert_int_equal(k.n_windows, e.n_windows);
-    assert_memory_equal(k.win_source, e.win_source, (size_t)e.n_windows * sizeof(int64_t));
-    assert_memory_equal(k.win_split, e.win_split, (size_t)e.n_windows);
-    assert_memory_equal(k.win_rank, e.win_rank, (size_t)e.n_windows * sizeof(int32_t));
-    assert_memory_equal(k.win_tokens, e.win_tokens,
-                        (size_t)e.n_windows * s.window * sizeof(int32_t));
-    for (int64_t i = 0; i < e.n_windows * s.window; i++)
-        assert_float_equal(k.win_acts[i], e.win_acts[i], 1e-5 * (1 + fabsf(e.win_acts[i])));
-    int n_nan = 0;
-    for (int f = 0; f < e.d_sae; f++) {
-        bool sampled = false;
-        for (int j = 0; j < e.n_features; j++) sampled |= e.features[j] == f;
-        if (sampled) {
-            assert_true(fabs(k.density[f] - e.density[f]) < 1e-12);
-            assert_float_equal(k.max_activation[f], e.max_activation[f],
-                               1e-5 * (1 + e.max_activation[f]));
-        } else {
-            assert_true(isnan(k.density[f]) && isnan(k.max_activation[f]));
-            n_nan++;
-        }
-    }
-    assert_int_equal(n_nan, e.d_sae - e.n_features);
+    check_alive_from_sae(&e, e.density, e.n_alive, "known-same");
+    double all[160];
+    for (int f = 0; f < 160; f++) all[f] = 0.5;
+    check_alive_from_sae(&e, all, 160, "known-superset");
     /* no metrics: the dense pass, as without the option */
+    s.alive_from_sae = true;
+    const char *only2[] = {fx.sae2};
+    assert_int_equal(run(&s, known, only2, 1, NULL), 0);
+    struct examples k2, d2;
     load_out(known, fx.sae2, &k2);
     assert_string_equal(k2.alive_from, "pass");
     s.alive_from_sae = false;
-    const char *only2[] = {fx.sae2};
     assert_int_equal(run(&s, dense, only2, 1, NULL), 0);
     load_out(dense, fx.sae2, &d2);
     assert_memory_equal(k2.features, d2.features, (size_t)d2.n_features * sizeof(int32_t));
     assert_memory_equal(k2.win_acts, d2.win_acts, (size_t)d2.n_windows * s.window * sizeof(float));
     /* the option is part of the inputs: switching it redoes the SAE */
     struct extract_summary sum;
-    assert_int_equal(run(&s, known, known_saes, 1, &sum), 0);
+    s.alive_from_sae = true;
+    assert_int_equal(run(&s, dense, only2, 1, &sum), 0);
     assert_int_equal(sum.n_written, 1);
     examples_free(&e);
-    examples_free(&k);
     examples_free(&k2);
     examples_free(&d2);
-    free(with_metrics);
     free(dense);
     free(known);
 }
