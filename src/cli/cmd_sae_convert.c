@@ -118,11 +118,12 @@ static int export_file(const struct cli_args *a, const char *in, const char *out
     if (rc == 0) {
         struct saelens_export_opts o = {
             .model_name = cli_value(a, "model-name") ? cli_value(a, "model-name") : meta.model_path,
-            .layer = (int)meta.layer, .context_size = (int)ctx, .prepend_bos = bos};
+            .layer = (int)meta.layer, .hook_name = meta.hook_name, .context_size = (int)ctx,
+            .prepend_bos = bos};
         rc = saelens_export(&s, out, &o) == 0 ? 0 : cli_fail();
         if (rc == 0)
-            printf("%s: SAELens folder for %s (%d -> %d features, blocks.%lld.hook_resid_pre)\n",
-                   out, meta.name, s.d_in, s.d_sae, (long long)meta.layer);
+            printf("%s: SAELens folder for %s (%d -> %d features at %s)\n", out, meta.name,
+                   s.d_in, s.d_sae, meta.hook_name);
     }
     sae_free(&s);
     sae_meta_free(&meta);

@@ -37,7 +37,11 @@ static char *join(const char *dir, const char *name) {
  */
 static cJSON *export_cfg(const struct sae *s, const struct saelens_export_opts *o) {
     char hook[64];
-    snprintf(hook, sizeof hook, "blocks.%d.hook_resid_pre", o->layer);
+    int hook_layer = o->layer;
+    if (o->hook_name && sscanf(o->hook_name, "blocks.%d.", &hook_layer) == 1)
+        snprintf(hook, sizeof hook, "%s", o->hook_name);
+    else
+        snprintf(hook, sizeof hook, "blocks.%d.hook_resid_pre", o->layer);
     cJSON *c = cJSON_CreateObject();
     if (!c) return NULL;
     cJSON_AddStringToObject(c, "architecture", "standard");
@@ -49,7 +53,7 @@ static cJSON *export_cfg(const struct sae *s, const struct saelens_export_opts *
     cJSON_AddNumberToObject(c, "context_size", o->context_size);
     cJSON_AddStringToObject(c, "model_name", o->model_name ? o->model_name : "");
     cJSON_AddStringToObject(c, "hook_name", hook);
-    cJSON_AddNumberToObject(c, "hook_layer", o->layer);
+    cJSON_AddNumberToObject(c, "hook_layer", hook_layer);
     cJSON_AddNullToObject(c, "hook_head_index");
     cJSON_AddBoolToObject(c, "prepend_bos", o->prepend_bos);
     cJSON_AddStringToObject(c, "dataset_path", "");

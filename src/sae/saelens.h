@@ -43,7 +43,8 @@ int saelens_import(const char *dir, struct sae *s, struct saelens_info *info);
 
 struct saelens_export_opts {
     const char *model_name;
-    int layer; /* hook blocks.<layer>.hook_resid_pre */
+    int layer; /* hook blocks.<layer>.hook_resid_pre ... */
+    const char *hook_name; /* ... unless this "blocks.L.hook_resid_pre|post" is given */
     int context_size;
     bool prepend_bos;
 };

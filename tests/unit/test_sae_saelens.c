@@ -235,6 +235,26 @@ static void test_cli_convert_round_trip(void **state) {
     assert_int_equal(r.layer, 2);
     assert_non_null(strstr(r.config, "\"context\": 96"));
     assert_non_null(strstr(r.config, "\"prepend_bos\": false"));
+    /* a resid_post hook survives import and export */
+    char *post = path_join(dir, "post"), *post_h5 = path_join(dir, "post.h5");
+    char *post2 = path_join(dir, "post2");
+    struct saelens_export_opts po = {.model_name = "m", .layer = 2, .hook_name =
+                                     "blocks.1.hook_resid_post", .context_size = 32};
+    assert_int_equal(saelens_export(&s, post, &po), 0);
+    char *imp_post[] = {"sae-convert", "-q", post, post_h5, NULL};
+    assert_int_equal(cmd_sae_convert(4, imp_post), 0);
+    char *exp_post[] = {"sae-convert", "-q", post_h5, post2, NULL};
+    assert_int_equal(cmd_sae_convert(4, exp_post), 0);
+    char *post_cfg = path_join(post2, "cfg.json");
+    char *post_text = read_file_all(post_cfg, 0, NULL);
+    assert_non_null(post_text);
+    assert_non_null(strstr(post_text, "\"hook_name\":\t\"blocks.1.hook_resid_post\""));
+    assert_non_null(strstr(post_text, "\"hook_layer\":\t1"));
+    free(post_text);
+    free(post_cfg);
+    free(post);
+    free(post_h5);
+    free(post2);
     /* errors */
     char *bad_out[] = {"sae-convert", "-q", lens, lens, NULL}; /* import needs an .h5 */
     assert_int_equal(cmd_sae_convert(4, bad_out), 2);
