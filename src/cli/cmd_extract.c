@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "extract/extract.h"
+#include "pipeline/pipeline.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -154,6 +155,7 @@ int cmd_extract(int argc, char **argv) {
     extract_settings_default(&s);
     const char *cfg_path = cli_value(&a, "config");
     char out_buf[4096], sae_dir[4096];
+    static struct pipeline_paths paths; /* 12 KB: off the stack */
     const char *model = cli_value(&a, "model"), *tokens = cli_value(&a, "tokens");
     const char *out = cli_value(&a, "out");
     char **listed = NULL;
@@ -167,8 +169,14 @@ int cmd_extract(int argc, char **argv) {
         const char *root = cfg_str(&cfg, "results_dir"), *exp = cfg_str(&cfg, "experiment");
         snprintf(out_buf, sizeof out_buf, "%s/%s/examples", root, exp);
         snprintf(sae_dir, sizeof sae_dir, "%s/%s/saes", root, exp);
-        if (!model && *cfg_str(&cfg, "model.path")) model = cfg_str(&cfg, "model.path");
-        if (!tokens && *cfg_str(&cfg, "data.eval_tokens")) tokens = cfg_str(&cfg, "data.eval_tokens");
+        /* what the config leaves empty is where `run` puts it */
+        if (pipeline_paths(&cfg, &paths) != 0 ||
+            pipeline_paths_require(&cfg, &paths, !model, false, !tokens) != 0) {
+            rc = cli_fail();
+            goto done;
+        }
+        if (!model) model = paths.model;
+        if (!tokens) tokens = paths.eval_tokens;
         if (!out) out = out_buf;
     }
     rc = apply_options(&a, &s);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "pipeline/pipeline.h"
 #include "config/config.h"
 #include "sae/sweep.h"
 
@@ -60,12 +61,20 @@ int cmd_train(int argc, char **argv) {
     }
     if (a.threads == 0 && cfg_int(&cfg, "threads") > 0)
         cli_apply_threads((int)cfg_int(&cfg, "threads"));
+    /* what the config leaves empty is where `run` puts it */
+    struct pipeline_paths paths;
+    if (pipeline_paths(&cfg, &paths) != 0 ||
+        pipeline_paths_require(&cfg, &paths, !cli_value(&a, "model"),
+                               !cli_value(&a, "train-tokens"), !cli_value(&a, "eval-tokens")) != 0) {
+        config_free(&cfg);
+        cli_args_free(&a);
+        return cli_fail();
+    }
     struct sae_sources src = {
-        .model_path = cli_value(&a, "model") ? cli_value(&a, "model") : cfg_str(&cfg, "model.path"),
-        .train_tokens = cli_value(&a, "train-tokens") ? cli_value(&a, "train-tokens")
-                                                       : cfg_str(&cfg, "data.train_tokens"),
-        .eval_tokens = cli_value(&a, "eval-tokens") ? cli_value(&a, "eval-tokens")
-                                                     : cfg_str(&cfg, "data.eval_tokens"),
+        .model_path = cli_value(&a, "model") ? cli_value(&a, "model") : paths.model,
+        .train_tokens =
+            cli_value(&a, "train-tokens") ? cli_value(&a, "train-tokens") : paths.train_tokens,
+        .eval_tokens = cli_value(&a, "eval-tokens") ? cli_value(&a, "eval-tokens") : paths.eval_tokens,
     };
     if (cli_flag(&a, "list")) {
         rc = list_plan(&cfg, &src);

@@ -641,6 +641,40 @@ static int outside_inputs(struct ctx *c, const char *stage, const char **inputs,
     return n;
 }
 
+int pipeline_paths(const struct config *cfg, struct pipeline_paths *p) {
+    char *exp = pipeline_exp_dir(cfg);
+    if (!exp) return -1;
+    const char *model = cfg_str(cfg, "model.path"), *tr = cfg_str(cfg, "data.train_tokens"),
+               *ev = cfg_str(cfg, "data.eval_tokens");
+    p->model_from_run = !model[0];
+    if (model[0]) snprintf(p->model, sizeof p->model, "%s", model);
+    else snprintf(p->model, sizeof p->model, "%s/model", exp);
+    if (tr[0]) snprintf(p->train_tokens, sizeof p->train_tokens, "%s", tr);
+    else snprintf(p->train_tokens, sizeof p->train_tokens, "%s/data/train.h5", exp);
+    if (ev[0]) snprintf(p->eval_tokens, sizeof p->eval_tokens, "%s", ev);
+    else snprintf(p->eval_tokens, sizeof p->eval_tokens, "%s/data/eval.h5", exp);
+    free(exp);
+    return 0;
+}
+
+int pipeline_paths_require(const struct config *cfg, const struct pipeline_paths *p, bool model,
+                           bool train, bool eval) {
+    struct {
+        bool want;
+        const char *key, *path, *stage;
+    } need[] = {{model, "model.path", p->model, "lm-train"},
+                {train, "data.train_tokens", p->train_tokens, "tokenize"},
+                {eval, "data.eval_tokens", p->eval_tokens, "tokenize"}};
+    for (size_t i = 0; i < sizeof need / sizeof *need; i++) {
+        struct stat st;
+        if (!need[i].want || cfg_str(cfg, need[i].key)[0] || stat(need[i].path, &st) == 0) continue;
+        return err_set("%s is empty and %s (where `autointerp run` puts it) does not exist yet: "
+                       "run `autointerp run CONFIG --until %s` first, or set %s",
+                       need[i].key, need[i].path, need[i].stage, need[i].key);
+    }
+    return 0;
+}
+
 int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
                  const struct pipeline_stage_report **out_reports, int *n_stages) {
     struct ctx c;
@@ -661,18 +695,15 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
         free(c.exp_dir);
         return -1;
     }
-    snprintf(c.train_tokens, MAX_PATH_LEN, "%s",
-             cfg_str(cfg, "data.train_tokens")[0] ? cfg_str(cfg, "data.train_tokens") : "");
-    if (!c.train_tokens[0]) join(c.train_tokens, data_dir, "train.h5");
-    if (cfg_str(cfg, "data.eval_tokens")[0])
-        snprintf(c.eval_tokens, MAX_PATH_LEN, "%s", cfg_str(cfg, "data.eval_tokens"));
-    else
-        join(c.eval_tokens, data_dir, "eval.h5");
-    bool train_model = cfg_str(cfg, "model.path")[0] == 0;
-    if (train_model)
-        join(c.model_path, c.exp_dir, "model");
-    else
-        snprintf(c.model_path, MAX_PATH_LEN, "%s", cfg_str(cfg, "model.path"));
+    struct pipeline_paths paths;
+    if (pipeline_paths(cfg, &paths) != 0) {
+        free(c.exp_dir);
+        return -1;
+    }
+    snprintf(c.train_tokens, MAX_PATH_LEN, "%s", paths.train_tokens);
+    snprintf(c.eval_tokens, MAX_PATH_LEN, "%s", paths.eval_tokens);
+    snprintf(c.model_path, MAX_PATH_LEN, "%s", paths.model);
+    bool train_model = paths.model_from_run;
 
     /* the resolved config beside the results */
     char *json = config_to_json(cfg);

@@ -50,6 +50,22 @@ int pipeline_run(const struct config *cfg, const struct pipeline_opts *opts,
 /* <results_dir>/<experiment> (malloc'd). */
 char *pipeline_exp_dir(const struct config *cfg);
 
+/* Where a run of cfg keeps what the config leaves empty, so that each stage's
+ * own command finds what `run` made: model.path, else <exp>/model (lm-train's
+ * output); data.train_tokens / data.eval_tokens, else <exp>/data/train.h5 and
+ * <exp>/data/eval.h5. */
+#define PIPELINE_PATH_MAX 4096
+struct pipeline_paths {
+    char model[PIPELINE_PATH_MAX], train_tokens[PIPELINE_PATH_MAX], eval_tokens[PIPELINE_PATH_MAX];
+    bool model_from_run; /* model.path was empty */
+};
+int pipeline_paths(const struct config *cfg, struct pipeline_paths *p);
+/* For a stage's own command: each path asked for (model, train, eval) that the
+ * config left empty must exist already; else an error naming the key, the
+ * default and the `run` stage that makes it. */
+int pipeline_paths_require(const struct config *cfg, const struct pipeline_paths *p, bool model,
+                           bool train, bool eval);
+
 /* Content hash of a file, or of a directory's regular files (sorted by name;
  * checkpoints and temporary files excluded). */
 int hash_path(const char *path, char hex[65]);

@@ -660,6 +660,40 @@ static void test_cli_config_form(void **state) {
     examples_free(&e);
     load_out(out, "a.h5", &e);
     examples_free(&e);
+
+    /* a config that leaves model.path and data.eval_tokens empty: where `run`
+     * puts them (results/exp1/model, results/exp1/data/eval.h5) */
+    snprintf(json, sizeof json,
+             "{\"experiment\": \"exp1\", \"results_dir\": \"%s\", \"seed\": 7,\n"
+             " \"data\": {\"train_text\": [\"t.txt\"], \"tokenizer\": \"tok\", \"context\": 32},\n"
+             " \"extract\": {\"n_features\": 6, \"top_k\": 5,\n"
+             " \"window\": 8, \"offset\": 3, \"n_random\": 2, \"tokens\": 1024},\n"
+             " \"interp\": {\"n_explain\": 3, \"n_score_top\": 2, \"n_score_random\": 2}}\n",
+             root);
+    write_file(cfg, json, strlen(json));
+    snprintf(cmd, sizeof cmd, "extract -q --config %s -o %s/defaults", cfg, fx.dir);
+    assert_int_equal(call_cli(cmd), 1); /* nothing there yet */
+    assert_non_null(strstr(err_msg(), "model.path is empty and "));
+    assert_non_null(strstr(err_msg(), "results/exp1/model (where `autointerp run` puts it) does "
+                                      "not exist yet: run `autointerp run CONFIG --until lm-train`"));
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/results/exp1/data && ln -s %s %s/results/exp1/model",
+             fx.dir, fx.model, fx.dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "extract -q --config %s -o %s/defaults", cfg, fx.dir);
+    assert_int_equal(call_cli(cmd), 1);
+    assert_non_null(strstr(err_msg(), "data.eval_tokens is empty and "));
+    assert_non_null(strstr(err_msg(), "results/exp1/data/eval.h5"));
+    snprintf(cmd, sizeof cmd, "ln -s %s %s/results/exp1/data/eval.h5", fx.tokens, fx.dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "extract -q --config %s -o %s/defaults", cfg, fx.dir);
+    rc = call_cli(cmd);
+    if (rc != 0) fail_msg("exit %d: %s", rc, err_msg());
+    char *defaults = path_join(fx.dir, "defaults");
+    load_out(defaults, "b.h5", &e);
+    assert_int_equal(e.n_features, 6);
+    assert_non_null(strstr(e.model_path, "results/exp1/model"));
+    examples_free(&e);
+    free(defaults);
     free(out);
     free(cfg);
     free(saes);
