@@ -342,11 +342,12 @@ static void inputs_hash(const struct extract_settings *s, const struct extract_j
     int k = snprintf(buf, sizeof buf,
                      "extract v1 n_features=%d top_k=%d window=%d offset=%d n_random=%d "
                      "n_quantile=%d bands=%d n_explain=%d n_score_top=%d seed=%llu "
-                     "max_tokens=%lld context=%d bos=%d alive_from=%s features=",
+                     "max_tokens=%lld context=%d bos=%d%s features=",
                      s->n_features, s->top_k, s->window, s->offset, s->n_random, s->n_quantile,
                      s->quantile_bands, s->n_explain, s->n_score_top, (unsigned long long)s->seed,
                      (long long)s->max_tokens, s->context, (int)s->prepend_bos,
-                     s->alive_from_sae ? "sae" : "pass");
+                     /* only when set, so that outputs made before the option stay complete */
+                     s->alive_from_sae ? " alive_from=sae" : "");
     sha256_update(&h, buf, (size_t)k);
     for (int i = 0; i < s->n_explicit; i++) {
         k = snprintf(buf, sizeof buf, "%d,", s->features[i]);
