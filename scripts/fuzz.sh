@@ -19,7 +19,7 @@ set -u
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-60}
 B=${FUZZ_BUILD:-build-fuzz/clang}
-ALL="config safetensors llama_model gpt2_model llama2c_tok gpt2_bpe tok_encode llm_parse jsonl h5"
+ALL="config safetensors llama_model gpt2_model saelens llama2c_tok gpt2_bpe tok_encode llm_parse jsonl h5"
 NAMES=${*:-$ALL}
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz.sh: $CC not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
@@ -48,7 +48,7 @@ done
 # Bigger inputs only slow the search; the model and HDF5 seeds need room.
 max_len() {
     case $1 in
-    llama_model | gpt2_model | h5) echo 16384 ;;
+    llama_model | gpt2_model | saelens | h5) echo 16384 ;;
     gpt2_bpe | llama2c_tok | tok_encode) echo 8192 ;;
     *) echo 4096 ;;
     esac

@@ -158,9 +158,15 @@ static int read_tensor(const struct st_file *f, const char *name, int ndim, int6
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1))
         return err_set("%s: tensor %s has the wrong shape (expected [%lld%s%lld])", f->path, name,
                        (long long)d0, ndim == 2 ? ", " : "", ndim == 2 ? (long long)d1 : 0LL);
-    *out = xmalloc((size_t)st_numel(t) * sizeof **out);
+    size_t n = (size_t)st_numel(t);
+    *out = xmalloc(n * sizeof **out + 1);
     if (!*out) return -1;
-    return st_read_f32(f, t, *out);
+    if (st_read_f32(f, t, *out) != 0) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite((*out)[i]))
+            return err_set("%s: tensor %s: element %zu is %s", f->path, name, i,
+                           isnan((*out)[i]) ? "NaN" : "infinite");
+    return 0;
 }
 
 // Move the SAELens weights (file layout) into s, folding b_dec and decoder norms.
@@ -211,6 +217,12 @@ static int import_weights(const char *wpath, const cJSON *c, struct sae *s,
         read_tensor(&f, "b_dec", 1, din, 0, &bd) < 0 || sae_new(s, din, dsae) < 0)
         rc = -1;
     if (rc == 0) fill(s, we, be, wd, bd, info, bool_or(c, "apply_b_dec_to_input", false));
+    /* folding b_dec and moving decoder norms into the encoder can overflow */
+    for (size_t i = 0; rc == 0 && i < s->n_params; i++)
+        if (!isfinite(s->mem[i]))
+            rc = err_set("%s: the weights overflow float32 once b_dec is folded into b_enc and "
+                         "decoder norms are moved into the encoder",
+                         wpath);
     free(we);
     free(be);
     free(wd);

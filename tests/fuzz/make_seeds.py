@@ -106,6 +106,31 @@ def gpt2_model_seeds():
     put("gpt2_model", "missing_tensor.txt", gpt2_model(drop="h.0.ln_2.bias"))
 
 
+SAELENS_MARK = b"\n===sae_weights.safetensors===\n"
+
+
+def saelens(d_in=4, d_sae=6, apply_b_dec=False, hook="blocks.1.hook_resid_pre", unit=True):
+    rng = np.random.default_rng(2)
+    cfg = {"architecture": "standard", "d_in": d_in, "d_sae": d_sae, "activation_fn_str": "relu",
+           "apply_b_dec_to_input": apply_b_dec, "normalize_activations": "none",
+           "dtype": "float32", "model_name": "tiny", "hook_name": hook, "context_size": 16,
+           "prepend_bos": True}
+    dec = rng.standard_normal((d_sae, d_in)).astype(np.float32)
+    if unit:
+        dec /= np.linalg.norm(dec, axis=1, keepdims=True)
+    ts = [("W_enc", "F32", rng.standard_normal((d_in, d_sae)).astype(np.float32)),
+          ("b_enc", "F32", rng.standard_normal(d_sae).astype(np.float32)),
+          ("W_dec", "F32", dec),
+          ("b_dec", "F32", rng.standard_normal(d_in).astype(np.float32))]
+    return json.dumps(cfg).encode() + SAELENS_MARK + safetensors(ts)
+
+
+def saelens_seeds():
+    put("saelens", "unit.txt", saelens())
+    put("saelens", "fold_and_rescale.txt", saelens(apply_b_dec=True, unit=False))
+    put("saelens", "resid_post.txt", saelens(d_in=3, d_sae=5, hook="blocks.0.hook_resid_post"))
+
+
 def llama2c_tok(extra):
     toks = [(0.0, b"<unk>"), (0.0, b"\n<s>\n"), (0.0, b"\n</s>\n")]
     toks += [(0.0, b"<0x%02X>" % b) for b in range(256)]
@@ -327,6 +352,7 @@ def main():
     safetensors_seeds()
     llama_model_seeds()
     gpt2_model_seeds()
+    saelens_seeds()
     llama2c_tok_seeds()
     gpt2_bpe_seeds()
     tok_encode_seeds()

@@ -29,6 +29,7 @@
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_gpt2_bpe.c"
 #include "../fuzz/fuzz_gpt2_model.c"
+#include "../fuzz/fuzz_saelens.c"
 #include "../fuzz/fuzz_h5.c"
 #include "../fuzz/fuzz_jsonl.c"
 #include "../fuzz/fuzz_llama2c_tok.c"
@@ -159,6 +160,7 @@ REPLAY_TEST(config)
 REPLAY_TEST(safetensors)
 REPLAY_TEST(llama_model)
 REPLAY_TEST(gpt2_model)
+REPLAY_TEST(saelens)
 REPLAY_TEST(llama2c_tok)
 REPLAY_TEST(gpt2_bpe)
 REPLAY_TEST(llm_parse)
@@ -207,6 +209,7 @@ int main(void) {
         cmocka_unit_test(test_replay_safetensors),
         cmocka_unit_test(test_replay_llama_model),
         cmocka_unit_test(test_replay_gpt2_model),
+        cmocka_unit_test(test_replay_saelens),
         cmocka_unit_test(test_replay_llama2c_tok),
         cmocka_unit_test(test_replay_gpt2_bpe),
         cmocka_unit_test(test_replay_tok_encode),

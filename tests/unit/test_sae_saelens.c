@@ -159,6 +159,21 @@ static void test_unsupported_saes_are_refused_by_key(void **state) {
     assert_non_null(strstr(err_msg(), "cfg.json"));
     test_rmtree(dir);
     free(dir);
+    /* non-finite weights, and finite ones that overflow once the decoder norm
+     * (1e30) moves into the encoder (3e10 x 1e30), are refused naming the file */
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 8 * 4; i++) wd[i] = 1.0f / 2; /* rows of norm 1 */
+        if (k == 0) we[5] = NAN;
+        else we[5] = 3e10f, wd[20] = wd[21] = wd[22] = wd[23] = 5e29f; /* feature 5 */
+        dir = test_tmpdir("saelens_nonfinite");
+        write_lens(dir, "", 4, 8, we, be, wd, bd);
+        assert_int_equal(saelens_import(dir, &s, &info), -1);
+        assert_non_null(strstr(err_msg(), "sae_weights.safetensors"));
+        assert_non_null(strstr(err_msg(), k == 0 ? "tensor W_enc: element 5 is NaN" : "overflow"));
+        test_rmtree(dir);
+        free(dir);
+        we[5] = 0;
+    }
 }
 
 static void test_sae_file_round_trips_and_checks_format(void **state) {
