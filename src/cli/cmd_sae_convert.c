@@ -24,7 +24,8 @@
 static const struct cli_opt opts[] = {
     {"name", 0, "NAME", "import: the SAE's name (default: OUT's file name without .h5)"},
     {"model-name", 0, "NAME", "export: cfg.json model_name (default: the SAE's model path)"},
-    {"context", 0, "T", "export: cfg.json context_size (default: the SAE's data.context, else 128)"},
+    {"context", 0, "T",
+     "export: cfg.json context_size (default: the SAE's data.context, else 128)"},
     {0},
 };
 
@@ -78,9 +79,15 @@ static int import_folder(const struct cli_args *a, const char *in, const char *o
              info.context_size > 1 ? info.context_size : 128, info.prepend_bos ? "true" : "false");
     char *name = cli_value(a, "name") ? xstrdup(cli_value(a, "name")) : stem(out);
     struct sae_meta meta = {
-        .name = name, .type = "imported", .hook_name = hook,
-        .model_path = info.model_name ? info.model_name : "", .config = config,
-        .spec_hash = "", .layer = info.layer, .ratio = s.d_sae / s.d_in, .d_in = s.d_in,
+        .name = name,
+        .type = "imported",
+        .hook_name = hook,
+        .model_path = info.model_name ? info.model_name : "",
+        .config = config,
+        .spec_hash = "",
+        .layer = info.layer,
+        .ratio = s.d_sae / s.d_in,
+        .d_in = s.d_in,
         .d_sae = s.d_sae,
     };
     int rc = name ? sae_file_write(out, &s, &meta, NULL, NULL) : -1;
@@ -118,12 +125,14 @@ static int export_file(const struct cli_args *a, const char *in, const char *out
     if (rc == 0) {
         struct saelens_export_opts o = {
             .model_name = cli_value(a, "model-name") ? cli_value(a, "model-name") : meta.model_path,
-            .layer = (int)meta.layer, .hook_name = meta.hook_name, .context_size = (int)ctx,
+            .layer = (int)meta.layer,
+            .hook_name = meta.hook_name,
+            .context_size = (int)ctx,
             .prepend_bos = bos};
         rc = saelens_export(&s, out, &o) == 0 ? 0 : cli_fail();
         if (rc == 0)
-            printf("%s: SAELens folder for %s (%d -> %d features at %s)\n", out, meta.name,
-                   s.d_in, s.d_sae, meta.hook_name);
+            printf("%s: SAELens folder for %s (%d -> %d features at %s)\n", out, meta.name, s.d_in,
+                   s.d_sae, meta.hook_name);
     }
     sae_free(&s);
     sae_meta_free(&meta);
@@ -135,8 +144,10 @@ int cmd_sae_convert(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_GO_ON) return rc;
     const char *in = a.positional[0], *out = a.positional[1];
-    if (is_dir(in)) rc = import_folder(&a, in, out);
-    else rc = export_file(&a, in, out);
+    if (is_dir(in))
+        rc = import_folder(&a, in, out);
+    else
+        rc = export_file(&a, in, out);
     cli_args_free(&a);
     return rc;
 }

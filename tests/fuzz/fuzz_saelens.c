@@ -27,8 +27,7 @@ static void fuzz_saelens_check(const struct sae *s) {
             double w = s->p.W_dec[(size_t)j * s->d_in + i];
             n2 += w * w;
         }
-        FUZZ_CHECK(n2 == 0 || fabs(sqrt(n2) - 1) < 1e-3, "decoder row %d has norm %g", j,
-                   sqrt(n2));
+        FUZZ_CHECK(n2 == 0 || fabs(sqrt(n2) - 1) < 1e-3, "decoder row %d has norm %g", j, sqrt(n2));
     }
 }
 
@@ -55,7 +54,8 @@ int fuzz_saelens(const uint8_t *data, size_t size) {
     struct sae_codes codes = {0};
     float *x = calloc((size_t)s.d_in, sizeof *x), *xhat = calloc((size_t)s.d_in, sizeof *xhat);
     FUZZ_CHECK(x && xhat && sae_work_init(&w, &s) == 0, "allocation");
-    for (int i = 0; i < s.d_in; i++) x[i] = (float)((i % 5) - 2);
+    for (int i = 0; i < s.d_in; i++)
+        x[i] = (float)((i % 5) - 2);
     FUZZ_CHECK(sae_encode(&s, &w, x, 1, &codes) == 0, "encode: %s", err_msg());
     FUZZ_CHECK(sae_decode(&s, &w, &codes, xhat) == 0, "decode: %s", err_msg());
     sae_codes_free(&codes);
@@ -63,8 +63,10 @@ int fuzz_saelens(const uint8_t *data, size_t size) {
     free(x);
     free(xhat);
     /* export, import: the same tensors */
-    struct saelens_export_opts o = {.model_name = info.model_name, .layer = info.layer,
-                                    .hook_name = info.hook_name, .context_size = 8};
+    struct saelens_export_opts o = {.model_name = info.model_name,
+                                    .layer = info.layer,
+                                    .hook_name = info.hook_name,
+                                    .context_size = 8};
     FUZZ_CHECK(saelens_export(&s, again, &o) == 0, "export: %s", err_msg());
     struct saelens_info info2;
     FUZZ_CHECK(saelens_import(again, &t, &info2) == 0, "re-import: %s", err_msg());
