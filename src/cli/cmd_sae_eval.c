@@ -29,6 +29,8 @@ static const struct cli_opt opts[] = {
     {"batch", 0, "B", "windows per batch (default 8)"},
     {"layer", 0, "L", "hook blocks.L.hook_resid_pre (default: from the SAE)"},
     {"no-bos", 0, NULL, "do not prepend BOS even if the tokenizer has one"},
+    {"save", 0, NULL, "also store the metrics as the SAE file's /metrics (autointerp .h5 only; "
+                      "what extract.alive_from \"sae\" reads)"},
     {0},
 };
 
@@ -124,8 +126,9 @@ static int evaluate(const struct cli_args *a, struct sae *s, const struct defaul
             printf("%s\n", text);
             free(text);
             cJSON_Delete(j);
-            sae_metrics_free(&m);
             rc = 0;
+            if (cli_flag(a, "save") && sae_metrics_save(a->positional[0], &m) != 0) rc = cli_fail();
+            sae_metrics_free(&m);
         }
     }
     token_dataset_close(&data);
@@ -139,6 +142,14 @@ int cmd_sae_eval(int argc, char **argv) {
     if (rc != CLI_GO_ON) return rc;
     if (!cli_value(&a, "model") || !cli_value(&a, "tokens")) {
         rc = cli_usage_error(&cmd, "--model and --tokens are required");
+        cli_args_free(&a);
+        return rc;
+    }
+    struct stat st;
+    if (cli_flag(&a, "save") && stat(a.positional[0], &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = cli_usage_error(&cmd, "--save writes into an autointerp SAE file, and %s is a "
+                                   "SAELens folder: convert it first (autointerp sae-convert)",
+                             a.positional[0]);
         cli_args_free(&a);
         return rc;
     }

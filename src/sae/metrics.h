@@ -65,6 +65,10 @@ int sae_evaluate(const struct sae *s, const struct lm *lm, const struct token_da
 /* The /metrics group of an SAE file (sae_io.h), and back. */
 int sae_metrics_write(hid_t file, const struct sae_metrics *m);
 int sae_metrics_read(hid_t file, struct sae_metrics *m);
+/* Put m into the SAE file at path as its /metrics, replacing any: the file is
+ * copied, the copy changed, then renamed over the original, so a killed process
+ * leaves the old file whole and every other group and attribute is kept. */
+int sae_metrics_save(const char *path, const struct sae_metrics *m);
 /* Scalars, downstream MSEs and the histogram as a JSON object (no per-feature
  * densities). */
 cJSON *sae_metrics_json(const struct sae_metrics *m);

@@ -637,6 +637,35 @@ static void test_sae_eval_of_file_and_saelens_export_agree(void **state) {
     free(t0);
     free(t1);
     for (int i = 0; i < 2; i++) free(outs[i]);
+
+    /* --save: the metrics become the file's /metrics, everything else kept */
+    struct sae before;
+    assert_int_equal(sae_file_read(sae_file, &before, NULL), 0);
+    char *save[] = {"sae-eval", sae_file, "--model", f->model_dir, "--tokens", f->eval_path,
+                    "--n-tokens", "128", "--context", "16", "--save", "-q", NULL};
+    char *save_lens[] = {"sae-eval", lens, "--model", f->model_dir, "--tokens", f->eval_path,
+                         "--save", "-q", NULL};
+    fflush(stdout);
+    FILE *saved = fdopen(dup(fileno(stdout)), "w");
+    assert_non_null(freopen("/dev/null", "w", stdout));
+    int rc_save = cmd_sae_eval(12, save), rc_lens = cmd_sae_eval(8, save_lens);
+    fflush(stdout);
+    dup2(fileno(saved), fileno(stdout));
+    fclose(saved);
+    assert_int_equal(rc_save, 0);
+    assert_int_equal(rc_lens, 2); /* a SAELens folder: convert it first */
+    struct sae after;
+    assert_int_equal(sae_file_read(sae_file, &after, NULL), 0);
+    assert_memory_equal(after.mem, before.mem, before.n_params * sizeof(float));
+    h = h5_open_ro(sae_file);
+    assert_true(h5_exists(h, "curve")); /* the training curve survives */
+    assert_int_equal(sae_metrics_read(h, &m), 0);
+    assert_int_equal(m.n_tokens, 128);
+    assert_int_equal(m.d_sae, after.d_sae);
+    sae_metrics_free(&m);
+    h5_close(h);
+    sae_free(&before);
+    sae_free(&after);
     sae_free(&s);
     free(sae_file);
     free(lens);
