@@ -3,16 +3,17 @@
  * A thin shell over src/extract/extract.h: settings come from the defaults, or from
  * a config (--config, the form the pipeline uses), then from explicit options,
  * which win. With a config, the model, eval tokens, output directory and SAE
- * files default to the experiment's (model.path, data.eval_tokens,
- * <results_dir>/<experiment>/examples, every .h5 in .../saes).
+ * files default to the experiment's, as `run` has them (pipeline.h: model.path or
+ * <exp>/model, data.eval_tokens or <exp>/data/eval.h5, <exp>/examples, the SAE
+ * files of the config's sweep).
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "io/atomic.h"
 #include "extract/extract.h"
 #include "pipeline/pipeline.h"
 #include "util/error.h"
@@ -57,7 +58,9 @@ static const struct cli_command cmd = {
         "shuffle splits them into --n-explain explain and --n-score-top held-out ones),\n"
         "--n-random random windows and --n-quantile windows from activation-quantile bands.\n"
         "Outputs are written atomically; an SAE whose output is complete for the same\n"
-        "inputs is skipped (use --force to redo it).",
+        "inputs is skipped (use --force to redo it). With --config and no SAE files, the\n"
+        "SAEs are those of the config's sweep (<results_dir>/<experiment>/saes/), as `run`\n"
+        "takes them.",
     .opts = opts,
     .min_positional = 0,
     .max_positional = -1,
@@ -104,38 +107,6 @@ static int apply_options(const struct cli_args *a, struct extract_settings *s) {
     return 0;
 }
 
-/* Every *.h5 in dir, sorted (the config form's default SAE list). */
-static char **list_saes(const char *dir, int *n_out) {
-    *n_out = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        err_errno("%s: cannot list SAE files", dir);
-        return NULL;
-    }
-    char **v = NULL;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0) continue;
-        char **grown = realloc(v, (size_t)(n + 1) * sizeof *v);
-        if (!grown) break;
-        v = grown;
-        v[n] = malloc(strlen(dir) + len + 2);
-        if (!v[n]) break;
-        sprintf(v[n++], "%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++) /* insertion sort: a handful of names */
-        for (int j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-            char *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    if (n == 0) err_set("%s: no SAE files (*.h5)", dir);
-    *n_out = n;
-    return v;
-}
 
 static void print_summary(const struct extract_summary *sum, const char *out_dir) {
     printf("wrote     %d examples file(s) in %s", sum->n_written, out_dir);
@@ -154,7 +125,7 @@ int cmd_extract(int argc, char **argv) {
     struct extract_settings s;
     extract_settings_default(&s);
     const char *cfg_path = cli_value(&a, "config");
-    char out_buf[4096], sae_dir[4096];
+    char out_buf[4096];
     static struct pipeline_paths paths; /* 12 KB: off the stack */
     const char *model = cli_value(&a, "model"), *tokens = cli_value(&a, "tokens");
     const char *out = cli_value(&a, "out");
@@ -168,7 +139,6 @@ int cmd_extract(int argc, char **argv) {
         }
         const char *root = cfg_str(&cfg, "results_dir"), *exp = cfg_str(&cfg, "experiment");
         snprintf(out_buf, sizeof out_buf, "%s/%s/examples", root, exp);
-        snprintf(sae_dir, sizeof sae_dir, "%s/%s/saes", root, exp);
         /* what the config leaves empty is where `run` puts it */
         if (pipeline_paths(&cfg, &paths) != 0 ||
             pipeline_paths_require(&cfg, &paths, !model, false, !tokens) != 0) {
@@ -191,8 +161,16 @@ int cmd_extract(int argc, char **argv) {
             rc = cli_usage_error(&cmd, "give at least one SAE file");
             goto done;
         }
-        listed = list_saes(sae_dir, &n_listed);
-        if (!listed) {
+        /* the config's sweep, as `run` extracts it */
+        if (pipeline_sae_files(&cfg, &listed, &n_listed) != 0) {
+            rc = cli_fail();
+            goto done;
+        }
+        for (int i = 0; i < n_listed; i++) {
+            if (file_exists(listed[i])) continue;
+            err_set("%s: this SAE of the sweep is not trained yet: run `autointerp train %s` "
+                    "first, or name SAE files",
+                    listed[i], cfg_path);
             rc = cli_fail();
             goto done;
         }
@@ -206,8 +184,7 @@ int cmd_extract(int argc, char **argv) {
     if (extract_run(&s, &job, &sum) != 0) rc = cli_fail();
     else print_summary(&sum, out);
 done:
-    for (int i = 0; i < n_listed; i++) free(listed[i]);
-    free(listed);
+    if (listed) pipeline_paths_free(listed, n_listed);
     extract_settings_free(&s);
     if (cfg_path) config_free(&cfg);
     cli_args_free(&a);

@@ -372,10 +372,16 @@ static int stage_train(struct ctx *c, cJSON *outputs) {
 
 /* The SAE files of the sweep, in plan order (caller frees each and the array). */
 static int sweep_files(struct ctx *c, char ***paths, int *n) {
-    struct sae_sources src = {c->model_path, c->train_tokens, c->eval_tokens};
+    return pipeline_sae_files(c->cfg, paths, n);
+}
+
+int pipeline_sae_files(const struct config *cfg, char ***paths, int *n) {
+    struct pipeline_paths pp;
+    if (pipeline_paths(cfg, &pp) != 0) return -1;
+    struct sae_sources src = {pp.model, pp.train_tokens, pp.eval_tokens};
     struct sae_sweep sw;
-    if (sae_sweep_plan(c->cfg, &src, &sw) != 0) return -1;
-    char *dir = sae_sweep_dir(c->cfg);
+    if (sae_sweep_plan(cfg, &src, &sw) != 0) return -1;
+    char *dir = sae_sweep_dir(cfg);
     *paths = xcalloc((size_t)(sw.n ? sw.n : 1), sizeof **paths);
     if (!dir || !*paths) {
         free(dir);
@@ -392,10 +398,12 @@ static int sweep_files(struct ctx *c, char ***paths, int *n) {
     return 0;
 }
 
-static void free_paths(char **paths, int n) {
+void pipeline_paths_free(char **paths, int n) {
     for (int i = 0; i < n; i++) free(paths[i]);
     free(paths);
 }
+
+static void free_paths(char **paths, int n) { pipeline_paths_free(paths, n); }
 
 static int stage_extract(struct ctx *c, cJSON *outputs) {
     struct extract_settings s;

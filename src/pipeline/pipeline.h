@@ -66,6 +66,12 @@ int pipeline_paths(const struct config *cfg, struct pipeline_paths *p);
 int pipeline_paths_require(const struct config *cfg, const struct pipeline_paths *p, bool model,
                            bool train, bool eval);
 
+/* The SAE files of cfg's sweep, in plan order (<results_dir>/<experiment>/saes/
+ * <name>.h5, whether trained yet or not): what `run` extracts and interprets.
+ * Free with pipeline_paths_free. */
+int pipeline_sae_files(const struct config *cfg, char ***paths, int *n);
+void pipeline_paths_free(char **paths, int n);
+
 /* Content hash of a file, or of a directory's regular files (sorted by name;
  * checkpoints and temporary files excluded). */
 int hash_path(const char *path, char hex[65]);

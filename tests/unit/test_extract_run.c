@@ -634,23 +634,37 @@ static void test_cli_config_form(void **state) {
     char *root = path_join(fx.dir, "results"), *saes = path_join(fx.dir, "results/exp1/saes");
     assert_int_equal(mkdir_p(saes), 0);
     char cmd[4096], *cfg = path_join(fx.dir, "exp1.json");
-    snprintf(cmd, sizeof cmd, "cp %s %s/a.h5 && cp %s %s/b.h5", fx.sae1, saes, fx.sae2, saes);
+    /* the sweep's SAE files (its plan: L1-local-lam1-s0, L1-local-lam2-s0); a stray
+     * file beside them is not part of it */
+    snprintf(cmd, sizeof cmd,
+             "cp %s %s/L1-local-lam1-s0.h5 && cp %s %s/L1-local-lam2-s0.h5 && cp %s %s/stray.h5",
+             fx.sae1, saes, fx.sae2, saes, fx.sae2, saes);
     assert_int_equal(system(cmd), 0);
     char json[2048];
     snprintf(json, sizeof json,
              "{\"experiment\": \"exp1\", \"results_dir\": \"%s\", \"seed\": 7,\n"
              " \"model\": {\"path\": \"%s\"}, \"data\": {\"train_tokens\": \"%s\", \"eval_tokens\": \"%s\", \"context\": 32},\n"
+             " \"sae\": {\"layers\": [1], \"types\": [\"local\"], \"local\": {\"lambdas\": [1, 2]}},\n"
              " \"extract\": {\"n_features\": 6, \"top_k\": 5, \"window\": 8, \"offset\": 3,\n"
              "             \"n_random\": 2, \"tokens\": 1024},\n"
              " \"interp\": {\"n_explain\": 3, \"n_score_top\": 2, \"n_score_random\": 2}}\n",
              root, fx.model, fx.tokens, fx.tokens);
     write_file(cfg, json, strlen(json));
+    /* an SAE of the sweep not trained yet is named */
+    snprintf(cmd, sizeof cmd, "mv %s/L1-local-lam2-s0.h5 %s/later.h5", saes, saes);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "extract -q --config %s --n-random 1", cfg);
+    assert_int_equal(call_cli(cmd), 1);
+    assert_non_null(strstr(err_msg(), "L1-local-lam2-s0.h5: this SAE of the sweep is not trained "
+                                      "yet: run `autointerp train"));
+    snprintf(cmd, sizeof cmd, "mv %s/later.h5 %s/L1-local-lam2-s0.h5", saes, saes);
+    assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "extract -q --config %s --n-random 1", cfg);
     int rc = call_cli(cmd);
     if (rc != 0) fail_msg("exit %d: %s", rc, err_msg());
     char *out = path_join(fx.dir, "results/exp1/examples");
     struct examples e;
-    load_out(out, "b.h5", &e);
+    load_out(out, "L1-local-lam2-s0.h5", &e);
     assert_int_equal(e.n_features, 6);
     assert_int_equal(e.seed, 7);
     assert_int_equal(e.window, 8);
@@ -658,14 +672,18 @@ static void test_cli_config_form(void **state) {
     assert_int_equal(e.n_explain, 3);
     assert_int_equal(e.n_tokens_scanned, 1024);
     examples_free(&e);
-    load_out(out, "a.h5", &e);
+    load_out(out, "L1-local-lam1-s0.h5", &e);
     examples_free(&e);
+    char *stray = path_join(out, "stray.h5");
+    assert_false(file_exists(stray));
+    free(stray);
 
     /* a config that leaves model.path and data.eval_tokens empty: where `run`
      * puts them (results/exp1/model, results/exp1/data/eval.h5) */
     snprintf(json, sizeof json,
              "{\"experiment\": \"exp1\", \"results_dir\": \"%s\", \"seed\": 7,\n"
              " \"data\": {\"train_text\": [\"t.txt\"], \"tokenizer\": \"tok\", \"context\": 32},\n"
+             " \"sae\": {\"layers\": [1], \"types\": [\"local\"], \"local\": {\"lambdas\": [1, 2]}},\n"
              " \"extract\": {\"n_features\": 6, \"top_k\": 5,\n"
              " \"window\": 8, \"offset\": 3, \"n_random\": 2, \"tokens\": 1024},\n"
              " \"interp\": {\"n_explain\": 3, \"n_score_top\": 2, \"n_score_random\": 2}}\n",
@@ -689,7 +707,7 @@ static void test_cli_config_form(void **state) {
     rc = call_cli(cmd);
     if (rc != 0) fail_msg("exit %d: %s", rc, err_msg());
     char *defaults = path_join(fx.dir, "defaults");
-    load_out(defaults, "b.h5", &e);
+    load_out(defaults, "L1-local-lam2-s0.h5", &e);
     assert_int_equal(e.n_features, 6);
     assert_non_null(strstr(e.model_path, "results/exp1/model"));
     examples_free(&e);
