@@ -6,21 +6,23 @@
  * pipeline uses), then from options, which win. The run directory (--out)
  * holds examples/, explanations/, simulations/ and scores/ as `autointerp run`
  * lays them out; with a config it defaults to <results_dir>/<experiment> and
- * the examples files to every .h5 in its examples/.
+ * the examples files to those of the config's sweep in its examples/.
  *
  * Exit status: 0 when every SAE was processed (individual features may have
  * failed: they are recorded and counted), 1 when a stage stopped (a local
  * error, or the LLM batch was stopped by 401/402/403/404, a budget cap or a
  * deadline: what finished is kept and a rerun continues), 2 on usage errors.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "extract/extract.h"
 #include "interp/interp.h"
+#include "io/atomic.h"
+#include "pipeline/pipeline.h"
 #include "util/error.h"
 
 static const struct cli_opt opts[] = {
@@ -146,31 +148,28 @@ static int load_config(struct interp_cli *x, const char *path) {
     return 0;
 }
 
-/* Every *.h5 in <run_dir>/examples, sorted. */
+/* The examples file of every SAE of the config's sweep, in plan order (as `run`
+ * takes them): <run_dir>/examples/<sae name>.h5. */
 static int list_examples(struct interp_cli *x) {
+    char **saes;
+    int n;
+    if (pipeline_sae_files(&x->cfg, &saes, &n) != 0) return -1;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/examples", x->run_dir);
-    DIR *d = opendir(dir);
-    if (!d) return err_errno("%s: cannot list examples files", dir);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0) continue;
-        char **g = realloc(x->listed, sizeof *g * (size_t)(x->n_listed + 1));
-        if (!g) break;
-        x->listed = g;
-        size_t plen = strlen(dir) + len + 2;
-        if (!(g[x->n_listed] = malloc(plen))) break;
-        snprintf(g[x->n_listed++], plen, "%s/%s", dir, e->d_name);
+    x->listed = calloc((size_t)n + 1, sizeof *x->listed);
+    int rc = x->listed ? 0 : err_set("out of memory");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        x->listed[i] = extract_output_path(dir, saes[i]);
+        if (!x->listed[i]) rc = -1;
+        else x->n_listed++;
+        if (rc == 0 && !file_exists(x->listed[i]))
+            rc = err_set("%s: this SAE of the sweep has no examples yet: run `autointerp extract "
+                         "--config CONFIG` first, or name examples files",
+                         x->listed[i]);
     }
-    closedir(d);
-    for (int i = 1; i < x->n_listed; i++)
-        for (int j = i; j > 0 && strcmp(x->listed[j - 1], x->listed[j]) > 0; j--) {
-            char *t = x->listed[j];
-            x->listed[j] = x->listed[j - 1];
-            x->listed[j - 1] = t;
-        }
-    return x->n_listed > 0 ? 0 : err_set("%s: no examples files (*.h5)", dir);
+    pipeline_paths_free(saes, n);
+    if (rc == 0 && n == 0) rc = err_set("the config's sweep has no SAEs");
+    return rc;
 }
 
 /* ---- output ---- */

@@ -581,7 +581,12 @@ static void test_cli_commands_over_a_config(void **state) {
     char exdir[700], cfg_path[700], exfile[800];
     snprintf(exdir, sizeof exdir, "%s/exp1/examples", f->dir);
     assert_int_equal(mkdir_p(exdir), 0);
-    snprintf(exfile, sizeof exfile, "%s/sae-a.h5", exdir);
+    /* named as the config's sweep names its one SAE; a stray file beside it is not
+     * part of the run */
+    snprintf(exfile, sizeof exfile, "%s/L1-local-lam1-s0.h5", exdir);
+    char stray[800];
+    snprintf(stray, sizeof stray, "%s/stray.h5", exdir);
+    if (examples_write(stray, &f->syn.ex) != 0) fail_msg("%s", err_msg());
     if (examples_write(exfile, &f->syn.ex) != 0) fail_msg("%s", err_msg());
     snprintf(cfg_path, sizeof cfg_path, "%s/cfg.json", f->dir);
     char cfg[4096];
@@ -590,6 +595,7 @@ static void test_cli_commands_over_a_config(void **state) {
              " \"train_tokens\": \"train.h5\", \"eval_tokens\": \"eval.h5\"},"
              " \"interp\": {\"n_explain\": 3, \"n_score_top\": 2, \"n_score_random\": 2, \"cache\": true},"
              " \"extract\": {\"top_k\": 5, \"n_random\": 2},"
+             " \"sae\": {\"layers\": [1], \"types\": [\"local\"], \"local\": {\"lambdas\": [1]}},"
              " \"explainer\": {\"provider\": \"openai\", \"base_url\": \"%s\", \"model\": \"m1\", \"max_retries\": 1},"
              " \"simulator\": {\"provider\": \"openai\", \"base_url\": \"%s\", \"model\": \"m2\", \"mode\": \"json\"}}",
              f->dir, f->syn.tok_path, f->srv.base_url, f->srv.base_url);
@@ -601,7 +607,9 @@ static void test_cli_commands_over_a_config(void **state) {
     char *argv_c[] = {"score", "--config", cfg_path, "-q", NULL};
     assert_int_equal(cmd_score(4, argv_c), 0);
     char out[800];
-    snprintf(out, sizeof out, "%s/exp1/scores/sae-a.jsonl", f->dir);
+    snprintf(out, sizeof out, "%s/exp1/scores/stray.jsonl", f->dir);
+    assert_false(file_exists(out));
+    snprintf(out, sizeof out, "%s/exp1/scores/L1-local-lam1-s0.jsonl", f->dir);
     cJSON *sc = lines(out);
     assert_int_equal(cJSON_GetArraySize(sc), N_FEATURES);
     assert_string_equal(str(by_feature(sc, f->syn.ex.features[0]), "status"), "scored");
@@ -631,7 +639,7 @@ static void test_cli_commands_over_a_config(void **state) {
     assert_int_equal(cmd_simulate(9, b2), 0);
     char *b3[] = {"score", "-o", run2, exfile, "-q", NULL};
     assert_int_equal(cmd_score(5, b3), 0);
-    snprintf(out, sizeof out, "%s/scores/sae-a.jsonl", run2);
+    snprintf(out, sizeof out, "%s/scores/L1-local-lam1-s0.jsonl", run2);
     sc = lines(out);
     assert_int_equal(cJSON_GetArraySize(sc), N_FEATURES);
     cJSON_Delete(sc);
