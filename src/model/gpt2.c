@@ -446,30 +446,40 @@ static void tile_softmax(float *s, size_t lds, int t0, int nr, int nk, float *in
 
 static size_t att_round_keys(int T) { return ((size_t)T + QK_KEYS - 1) / QK_KEYS * QK_KEYS; }
 
+// acc[r][0..16) = Σ_{k < n} a[r][k] b[k·ldb + 0..16) for r < ATT_TILE: the 6×16
+// register tile both attention products use (a[r] may repeat a row).
+static inline void fma_tile_6x16(const float *const *a, const float *b, size_t ldb, int n,
+                                 v8f acc[ATT_TILE][2]) {
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+    const float *r0 = a[0], *r1 = a[1], *r2 = a[2], *r3 = a[3], *r4 = a[4], *r5 = a[5];
+    for (int k = 0; k < n; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        v8f b0 = v8_load(bk), b1 = v8_load(bk + 8), x;
+        x = v8_splat(r0[k]);
+        a00 = fma8(x, b0, a00), a01 = fma8(x, b1, a01);
+        x = v8_splat(r1[k]);
+        a10 = fma8(x, b0, a10), a11 = fma8(x, b1, a11);
+        x = v8_splat(r2[k]);
+        a20 = fma8(x, b0, a20), a21 = fma8(x, b1, a21);
+        x = v8_splat(r3[k]);
+        a30 = fma8(x, b0, a30), a31 = fma8(x, b1, a31);
+        x = v8_splat(r4[k]);
+        a40 = fma8(x, b0, a40), a41 = fma8(x, b1, a41);
+        x = v8_splat(r5[k]);
+        a50 = fma8(x, b0, a50), a51 = fma8(x, b1, a51);
+    }
+    acc[0][0] = a00, acc[0][1] = a01, acc[1][0] = a10, acc[1][1] = a11;
+    acc[2][0] = a20, acc[2][1] = a21, acc[3][0] = a30, acc[3][1] = a31;
+    acc[4][0] = a40, acc[4][1] = a41, acc[5][0] = a50, acc[5][1] = a51;
+}
+
 // s[r][0..QK_KEYS) = scale Σ_d q[r][d] panel[d][0..QK_KEYS) for r < ATT_TILE (s
 // has row stride lds); q[r] may repeat a row.
 static inline void qk_tile(const float *const *q, const float *panel, int hs, float scale,
                            float *s, size_t lds) {
-    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3], *q4 = q[4], *q5 = q[5];
-    for (int d = 0; d < hs; d++) {
-        const float *kd = panel + (size_t)d * QK_KEYS;
-        v8f k0 = v8_load(kd), k1 = v8_load(kd + 8), b;
-        b = v8_splat(q0[d]);
-        a00 = fma8(b, k0, a00), a01 = fma8(b, k1, a01);
-        b = v8_splat(q1[d]);
-        a10 = fma8(b, k0, a10), a11 = fma8(b, k1, a11);
-        b = v8_splat(q2[d]);
-        a20 = fma8(b, k0, a20), a21 = fma8(b, k1, a21);
-        b = v8_splat(q3[d]);
-        a30 = fma8(b, k0, a30), a31 = fma8(b, k1, a31);
-        b = v8_splat(q4[d]);
-        a40 = fma8(b, k0, a40), a41 = fma8(b, k1, a41);
-        b = v8_splat(q5[d]);
-        a50 = fma8(b, k0, a50), a51 = fma8(b, k1, a51);
-    }
-    v8f acc[ATT_TILE][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    v8f acc[ATT_TILE][2];
+    fma_tile_6x16(q, panel, QK_KEYS, hs, acc);
     for (int r = 0; r < ATT_TILE; r++)
         for (int c = 0; c < 2; c++) v8_store(s + r * lds + 8 * c, acc[r][c] * scale);
 }
@@ -480,26 +490,8 @@ static inline void av_tile16(const float *p, size_t ldp, int nrows, int nk, cons
                              int d0, float *out, size_t ldo) {
     const float *pr[ATT_TILE];
     for (int r = 0; r < ATT_TILE; r++) pr[r] = p + (r < nrows ? r : 0) * ldp;
-    const float *p0 = pr[0], *p1 = pr[1], *p2 = pr[2], *p3 = pr[3], *p4 = pr[4], *p5 = pr[5];
-    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-    v8f a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-    for (int k = 0; k < nk; k++) {
-        const float *vk = v + (size_t)k * hs + d0;
-        v8f v0 = v8_load(vk), v1 = v8_load(vk + 8), b;
-        b = v8_splat(p0[k]);
-        a00 = fma8(b, v0, a00), a01 = fma8(b, v1, a01);
-        b = v8_splat(p1[k]);
-        a10 = fma8(b, v0, a10), a11 = fma8(b, v1, a11);
-        b = v8_splat(p2[k]);
-        a20 = fma8(b, v0, a20), a21 = fma8(b, v1, a21);
-        b = v8_splat(p3[k]);
-        a30 = fma8(b, v0, a30), a31 = fma8(b, v1, a31);
-        b = v8_splat(p4[k]);
-        a40 = fma8(b, v0, a40), a41 = fma8(b, v1, a41);
-        b = v8_splat(p5[k]);
-        a50 = fma8(b, v0, a50), a51 = fma8(b, v1, a51);
-    }
-    v8f acc[ATT_TILE][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    v8f acc[ATT_TILE][2];
+    fma_tile_6x16(pr, v + d0, (size_t)hs, nk, acc);
     for (int r = 0; r < nrows; r++) {
         v8_store(out + r * ldo + d0, acc[r][0]);
         v8_store(out + r * ldo + d0 + 8, acc[r][1]);
