@@ -126,7 +126,7 @@ int cmd_extract(int argc, char **argv) {
     extract_settings_default(&s);
     const char *cfg_path = cli_value(&a, "config");
     char out_buf[4096];
-    static struct pipeline_paths paths; /* 12 KB: off the stack */
+    struct pipeline_paths paths;
     const char *model = cli_value(&a, "model"), *tokens = cli_value(&a, "tokens");
     const char *out = cli_value(&a, "out");
     char **listed = NULL;

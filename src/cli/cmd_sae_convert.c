@@ -11,11 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "interp/interp.h"
+#include "io/atomic.h"
 #include "sae/sae_io.h"
 #include "sae/saelens.h"
 #include "util/error.h"
@@ -45,25 +44,6 @@ static const struct cli_command cmd = {
     .max_positional = 2,
 };
 
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* OUT's file name without directory and ".h5". */
-static char *stem(const char *path) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 3 && strcmp(base + n - 3, ".h5") == 0) n -= 3;
-    char *s = xmalloc(n + 1);
-    if (s) {
-        memcpy(s, base, n);
-        s[n] = 0;
-    }
-    return s;
-}
-
 static int import_folder(const struct cli_args *a, const char *in, const char *out) {
     size_t n = strlen(out);
     if (n < 4 || strcmp(out + n - 3, ".h5") != 0)
@@ -77,7 +57,7 @@ static int import_folder(const struct cli_args *a, const char *in, const char *o
     snprintf(config, sizeof config,
              "{\"imported_from\": \"saelens\", \"data\": {\"context\": %d, \"prepend_bos\": %s}}",
              info.context_size > 1 ? info.context_size : 128, info.prepend_bos ? "true" : "false");
-    char *name = cli_value(a, "name") ? xstrdup(cli_value(a, "name")) : stem(out);
+    char *name = cli_value(a, "name") ? xstrdup(cli_value(a, "name")) : interp_sae_name(out);
     struct sae_meta meta = {
         .name = name,
         .type = "imported",
@@ -101,25 +81,14 @@ static int import_folder(const struct cli_args *a, const char *in, const char *o
     return rc == 0 ? 0 : cli_fail();
 }
 
-/* data.context and data.prepend_bos of an SAE file's stored config. */
-static void stored_data(const char *config, int *context, bool *bos) {
-    cJSON *c = config ? cJSON_Parse(config) : NULL;
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "data");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "context");
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(d, "prepend_bos");
-    if (cJSON_IsNumber(t) && t->valuedouble >= 2 && t->valuedouble <= 1 << 20)
-        *context = (int)t->valuedouble;
-    if (cJSON_IsBool(b)) *bos = cJSON_IsTrue(b);
-    cJSON_Delete(c);
-}
-
 static int export_file(const struct cli_args *a, const char *in, const char *out) {
     struct sae s;
     struct sae_meta meta;
     if (sae_file_read(in, &s, &meta) < 0) return cli_fail();
     int context = 128;
     bool bos = true;
-    stored_data(meta.config, &context, &bos);
+    sae_meta_data_settings(&meta, &context, &bos, NULL);
+    if (context < 2 || context > 1 << 20) context = 128; /* not a usable stored value */
     long long ctx;
     int rc = cli_int(a, "context", context, 2, 1 << 20, &ctx);
     if (rc == 0) {
@@ -144,7 +113,7 @@ int cmd_sae_convert(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_GO_ON) return rc;
     const char *in = a.positional[0], *out = a.positional[1];
-    if (is_dir(in))
+    if (dir_exists(in))
         rc = import_folder(&a, in, out);
     else
         rc = export_file(&a, in, out);

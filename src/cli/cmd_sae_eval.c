@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "config/config.h"
+#include "io/atomic.h"
 #include "model/lm.h"
 #include "sae/metrics.h"
 #include "sae/sae_io.h"
@@ -54,21 +54,8 @@ struct defaults {
     bool prepend_bos;
 };
 
-static void from_config_json(const char *text, struct defaults *d) {
-    cJSON *c = text ? cJSON_Parse(text) : NULL;
-    const cJSON *data = cJSON_GetObjectItem(c, "data"), *sae = cJSON_GetObjectItem(c, "sae");
-    const cJSON *ctx = cJSON_GetObjectItem(data, "context"),
-                *bos = cJSON_GetObjectItem(data, "prepend_bos"),
-                *nt = cJSON_GetObjectItem(sae, "eval_tokens");
-    if (cJSON_IsNumber(ctx)) d->context = ctx->valueint;
-    if (cJSON_IsBool(bos)) d->prepend_bos = cJSON_IsTrue(bos);
-    if (cJSON_IsNumber(nt)) d->n_tokens = (long long)nt->valuedouble;
-    cJSON_Delete(c);
-}
-
 static int load_sae(const char *path, struct sae *s, struct defaults *d) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (dir_exists(path)) {
         struct saelens_info info;
         if (saelens_import(path, s, &info) < 0) return -1;
         d->layer = info.layer;
@@ -80,7 +67,7 @@ static int load_sae(const char *path, struct sae *s, struct defaults *d) {
     struct sae_meta meta;
     if (sae_file_read(path, s, &meta) < 0) return -1;
     d->layer = (int)meta.layer;
-    from_config_json(meta.config, d);
+    sae_meta_data_settings(&meta, &d->context, &d->prepend_bos, &d->n_tokens);
     sae_meta_free(&meta);
     return 0;
 }
@@ -145,8 +132,7 @@ int cmd_sae_eval(int argc, char **argv) {
         cli_args_free(&a);
         return rc;
     }
-    struct stat st;
-    if (cli_flag(&a, "save") && stat(a.positional[0], &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (cli_flag(&a, "save") && dir_exists(a.positional[0])) {
         rc = cli_usage_error(&cmd, "--save writes into an autointerp SAE file, and %s is a "
                                    "SAELens folder: convert it first (autointerp sae-convert)",
                              a.positional[0]);

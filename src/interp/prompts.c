@@ -7,11 +7,9 @@
 #include "interp/prompts.h"
 
 #include <limits.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/atomic.h"
@@ -227,11 +225,6 @@ static int load_one(struct prompt_set *ps, const char *dir, int i) {
     return rc;
 }
 
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* The default directory, "prompts", when the working directory has none: the
  * copy beside the binary (<bin>/../prompts, a build tree) or the installed one
  * (<bin>/../share/autointerp/prompts, `make install`). Malloc'd; NULL if
@@ -248,7 +241,7 @@ static char *installed_dir(void) {
     for (size_t i = 0; i < sizeof tails / sizeof *tails; i++) {
         char path[PATH_MAX + 64], real[PATH_MAX];
         snprintf(path, sizeof path, "%s%s", exe, tails[i]);
-        if (is_dir(path) && realpath(path, real)) return xstrdup(real);
+        if (dir_exists(path) && realpath(path, real)) return xstrdup(real);
     }
     return NULL;
 }
@@ -256,7 +249,7 @@ static char *installed_dir(void) {
 int prompt_set_load(struct prompt_set *ps, const char *dir) {
     memset(ps, 0, sizeof *ps);
     if (!dir || !*dir) return err_set("prompts: no template directory given");
-    if (strcmp(dir, PROMPT_DEFAULT_DIR) == 0 && !is_dir(dir)) {
+    if (strcmp(dir, PROMPT_DEFAULT_DIR) == 0 && !dir_exists(dir)) {
         ps->dir = installed_dir();
         if (!ps->dir)
             return err_set("prompt templates: no directory \"" PROMPT_DEFAULT_DIR

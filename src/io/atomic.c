@@ -213,6 +213,11 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* The pid in "<name>.tmp.<pid>.<n>", or 0 when the name is not one of ours. */
 static long tmp_owner_pid(const char *name) {
     const char *t = strstr(name, ".tmp.");

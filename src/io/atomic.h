@@ -43,5 +43,7 @@ int mkdir_p(const char *path);
 char *read_file_all(const char *path, size_t max_bytes, size_t *n_out);
 
 int file_exists(const char *path);
+/* 1 if path is a directory (following links), else 0. */
+int dir_exists(const char *path);
 
 #endif

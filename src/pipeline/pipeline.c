@@ -371,10 +371,6 @@ static int stage_train(struct ctx *c, cJSON *outputs) {
 }
 
 /* The SAE files of the sweep, in plan order (caller frees each and the array). */
-static int sweep_files(struct ctx *c, char ***paths, int *n) {
-    return pipeline_sae_files(c->cfg, paths, n);
-}
-
 int pipeline_sae_files(const struct config *cfg, char ***paths, int *n) {
     struct pipeline_paths pp;
     if (pipeline_paths(cfg, &pp) != 0) return -1;
@@ -403,14 +399,13 @@ void pipeline_paths_free(char **paths, int n) {
     free(paths);
 }
 
-static void free_paths(char **paths, int n) { pipeline_paths_free(paths, n); }
 
 static int stage_extract(struct ctx *c, cJSON *outputs) {
     struct extract_settings s;
     if (extract_settings_from_config(c->cfg, &s) != 0) return -1;
     char **paths;
     int n;
-    if (sweep_files(c, &paths, &n) != 0) {
+    if (pipeline_sae_files(c->cfg, &paths, &n) != 0) {
         extract_settings_free(&s);
         return -1;
     }
@@ -436,7 +431,7 @@ static int stage_extract(struct ctx *c, cJSON *outputs) {
             free(o);
         }
     }
-    free_paths(paths, n);
+    pipeline_paths_free(paths, n);
     extract_settings_free(&s);
     return rc;
 }
@@ -444,12 +439,12 @@ static int stage_extract(struct ctx *c, cJSON *outputs) {
 /* The examples files of the sweep, one per SAE, in plan order. */
 static int examples_files(struct ctx *c, char ***out, int *n) {
     char **saes;
-    if (sweep_files(c, &saes, n) != 0) return -1;
+    if (pipeline_sae_files(c->cfg, &saes, n) != 0) return -1;
     char dir[MAX_PATH_LEN];
     join(dir, c->exp_dir, "examples");
     *out = xcalloc((size_t)(*n ? *n : 1), sizeof **out);
     for (int i = 0; *out && i < *n; i++) (*out)[i] = extract_output_path(dir, saes[i]);
-    free_paths(saes, *n);
+    pipeline_paths_free(saes, *n);
     return *out ? 0 : -1;
 }
 
@@ -545,7 +540,7 @@ static int stage_interp(struct ctx *c, enum interp_stage which, const char *dir,
         free(o);
         free(sae);
     }
-    free_paths(files, n);
+    pipeline_paths_free(files, n);
     interp_settings_free(&s);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "sae/sae_io.h"
 
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,4 +182,17 @@ int sae_file_read(const char *path, struct sae *s, struct sae_meta *meta) {
     }
     h5_close(f);
     return rc < 0 ? err_prefix("%s", path) : 0;
+}
+
+void sae_meta_data_settings(const struct sae_meta *meta, int *context, bool *prepend_bos,
+                            long long *eval_tokens) {
+    cJSON *c = meta->config ? cJSON_Parse(meta->config) : NULL;
+    const cJSON *data = cJSON_GetObjectItem(c, "data"), *sae = cJSON_GetObjectItem(c, "sae");
+    const cJSON *ctx = cJSON_GetObjectItem(data, "context"),
+                *bos = cJSON_GetObjectItem(data, "prepend_bos"),
+                *nt = cJSON_GetObjectItem(sae, "eval_tokens");
+    if (context && cJSON_IsNumber(ctx)) *context = ctx->valueint;
+    if (prepend_bos && cJSON_IsBool(bos)) *prepend_bos = cJSON_IsTrue(bos);
+    if (eval_tokens && cJSON_IsNumber(nt)) *eval_tokens = (long long)nt->valuedouble;
+    cJSON_Delete(c);
 }

@@ -34,6 +34,7 @@
 #define AUTOINTERP_SAE_SAE_IO_H
 
 #include <hdf5.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sae/sae.h"
@@ -65,5 +66,11 @@ int sae_file_write(const char *path, const struct sae *s, const struct sae_meta 
 /* Open an SAE file: checks format and version, loads weights and attributes
  * (meta may be NULL). Errors name the path. */
 int sae_file_read(const char *path, struct sae *s, struct sae_meta *meta);
+
+/* The settings an SAE was trained with, from its stored config (meta->config):
+ * each output is set only when the config has the key (data.context,
+ * data.prepend_bos, sae.eval_tokens); NULL outputs are skipped. */
+void sae_meta_data_settings(const struct sae_meta *meta, int *context, bool *prepend_bos,
+                            long long *eval_tokens);
 
 #endif
