@@ -28,9 +28,9 @@ check "a binary without templates fails config check" "[ $rc -ne 0 ]"
 check "... saying where it looked" "grep -q 'beside the binary (../prompts) or installed (../share/autointerp/prompts); set interp.prompts' $tmp/err"
 # a template directory with a file missing: the error names the file
 cp -r "$repo/prompts" "$tmp/myprompts" && rm "$tmp/myprompts/simulate_user.txt"
-sed "s|\"interp\": {|\"interp\": {\"prompts\": \"$tmp/myprompts\", |" "$repo/configs/demo.json" > "$tmp/cfg.json"
-grep -q myprompts "$tmp/cfg.json" || python3 -c "
-import json,sys; c=json.load(open('$repo/configs/demo.json')); c.setdefault('interp',{})['prompts']='$tmp/myprompts'; json.dump(c,open('$tmp/cfg.json','w'))"
+python3 -c "
+import json; c = json.load(open('$repo/configs/demo.json')); c.setdefault('interp', {})['prompts'] = '$tmp/myprompts'
+json.dump(c, open('$tmp/cfg.json', 'w'))"
 (cd "$tmp/empty" && "$bin" config check "$tmp/cfg.json" > "$tmp/out" 2> "$tmp/err")
 rc=$?
 check "a directory missing a template fails, naming the file" "[ $rc -ne 0 ] && grep -q 'myprompts/simulate_user.txt' $tmp/err"

@@ -326,12 +326,11 @@ static void test_matches_brute_force_with_two_hooks_in_one_pass(void **state) {
 
 /* extract.alive_from "sae" on sae1 with metrics of the given densities: the
  * sample, windows and the sampled features' statistics must be those of the
- * dense pass e; only the tracked candidates (12 + a margin of 8) are scanned. */
-static void check_alive_from_sae(const struct examples *e, const double *density,
-                                 int n_alive_metrics, const char *tag) {
-    struct extract_settings s = small_settings();
-    s.n_quantile = 4;
-    s.top_k = 10;
+ * dense pass e made with dense_s; only the tracked candidates (12 + a margin of
+ * 8) are scanned. */
+static void check_alive_from_sae(const struct extract_settings *dense_s, const struct examples *e,
+                                 const double *density, int n_alive_metrics, const char *tag) {
+    struct extract_settings s = *dense_s;
     s.alive_from_sae = true;
     char *with_metrics = path_join(fx.dir, "l1m.h5"), *known = path_join(fx.dir, tag);
     make_sae_metrics(with_metrics, "l1", 1, 160, 3, density, 12345);
@@ -385,10 +384,10 @@ static void test_alive_from_sae_metrics(void **state) {
     struct examples e;
     load_out(dense, fx.sae1, &e);
     assert_string_equal(e.alive_from, "pass");
-    check_alive_from_sae(&e, e.density, e.n_alive, "known-same");
+    check_alive_from_sae(&s, &e, e.density, e.n_alive, "known-same");
     double all[160];
     for (int f = 0; f < 160; f++) all[f] = 0.5;
-    check_alive_from_sae(&e, all, 160, "known-superset");
+    check_alive_from_sae(&s, &e, all, 160, "known-superset");
     /* no metrics: the dense pass, as without the option */
     s.alive_from_sae = true;
     const char *only2[] = {fx.sae2};
