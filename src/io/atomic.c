@@ -208,6 +208,22 @@ char *read_file_all(const char *path, size_t max_bytes, size_t *n_out) {
     return buf;
 }
 
+int file_copy(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    int rc = in && out ? 0 : err_errno("%s", in ? to : from);
+    char *buf = rc == 0 ? xmalloc(1 << 20) : NULL;
+    if (rc == 0 && !buf) rc = -1;
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, 1 << 20, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) rc = err_errno("%s", to);
+    if (rc == 0 && ferror(in)) rc = err_set("%s: read error", from);
+    if (out && (fflush(out) != 0 || fsync(fileno(out)) != 0) && rc == 0) rc = err_errno("%s", to);
+    if (out && fclose(out) != 0 && rc == 0) rc = err_errno("%s", to);
+    if (in) fclose(in);
+    free(buf);
+    return rc;
+}
+
 int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -42,6 +42,9 @@ int mkdir_p(const char *path);
  * without the terminator. Refuses files over max_bytes (0 = no limit). */
 char *read_file_all(const char *path, size_t max_bytes, size_t *n_out);
 
+/* Copy the bytes of from into to (created or truncated) and fsync it. */
+int file_copy(const char *from, const char *to);
+
 int file_exists(const char *path);
 /* 1 if path is a directory (following links), else 0. */
 int dir_exists(const char *path);

@@ -7,9 +7,7 @@
  */
 #include "sae/metrics.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -284,27 +282,10 @@ int sae_metrics_read(hid_t file, struct sae_metrics *m) {
     return 0;
 }
 
-static int copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
-    int rc = in && out ? 0 : err_set("%s: %s", in ? to : from, strerror(errno));
-    char *buf = rc == 0 ? xmalloc(1 << 20) : NULL;
-    if (rc == 0 && !buf) rc = -1;
-    size_t n;
-    while (rc == 0 && (n = fread(buf, 1, 1 << 20, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) rc = err_set("%s: %s", to, strerror(errno));
-    if (rc == 0 && ferror(in)) rc = err_set("%s: read error", from);
-    if (out && (fflush(out) != 0 || fsync(fileno(out)) != 0) && rc == 0)
-        rc = err_set("%s: %s", to, strerror(errno));
-    if (out && fclose(out) != 0 && rc == 0) rc = err_set("%s: %s", to, strerror(errno));
-    if (in) fclose(in);
-    free(buf);
-    return rc;
-}
-
 int sae_metrics_save(const char *path, const struct sae_metrics *m) {
     char *tmp = atomic_tmp_path(path);
     if (!tmp) return err_prefix("%s", path);
-    int rc = copy_file(path, tmp);
+    int rc = file_copy(path, tmp);
     hid_t f = rc == 0 ? H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
     if (rc == 0 && f < 0) rc = err_set("cannot open a copy of it for writing");
     if (rc == 0 && h5_exists(f, "metrics") && H5Ldelete(f, "metrics", H5P_DEFAULT) < 0)

@@ -7,9 +7,10 @@
 #include "sae/sae_io.h"
 
 #include <stdio.h>
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "io/atomic.h"
 #include "io/h5.h"
